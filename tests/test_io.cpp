@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -26,13 +27,22 @@ namespace {
 
 std::string io_data(const std::string& rel) { return std::string(FLOWLESS_TEST_DATA) + "/" + rel; }
 
+// A scratch folder for this process, removed at exit.
+struct IoTmpDir {
+  std::string path;
+  IoTmpDir() {
+    path = (std::filesystem::temp_directory_path() / ("flowless_test_io_" + std::to_string(::getpid()))).string();
+    fio::make_dirs(path);
+  }
+  ~IoTmpDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
 std::string io_tmp(const std::string& name) {
-  static const std::string dir = [] {
-    std::string d = "/tmp/flowless_test_io_" + std::to_string(::getpid());
-    fio::make_dirs(d);
-    return d;
-  }();
-  return dir + "/" + name;
+  static const IoTmpDir dir;
+  return dir.path + "/" + name;
 }
 
 template <class F>

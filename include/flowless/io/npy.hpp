@@ -210,7 +210,7 @@ inline DType npy_descr_dtype(const std::string& descr, bool& swap, const std::st
   return t;
 }
 
-inline void byteswap_inplace(uint8_t* p, size_t n_elems, size_t width) {
+inline void npy_byteswap(uint8_t* p, size_t n_elems, size_t width) {
   if (width <= 1) return;
   for (size_t i = 0; i < n_elems; ++i) {
     uint8_t* e = p + i * width;
@@ -219,7 +219,7 @@ inline void byteswap_inplace(uint8_t* p, size_t n_elems, size_t width) {
 }
 
 // Column-major (Fortran) element order to row-major, any rank.
-inline std::vector<uint8_t> fortran_to_c(const uint8_t* src, const std::vector<int64_t>& shape, size_t width,
+inline std::vector<uint8_t> npy_fortran_to_c(const uint8_t* src, const std::vector<int64_t>& shape, size_t width,
                                          size_t n) {
   std::vector<uint8_t> out(n * width);
   const size_t rank = shape.size();
@@ -299,11 +299,11 @@ inline Array parse_npy(const std::string& bytes, const std::string& context) {
   const size_t n = static_cast<size_t>(shape_numel(h.shape, context));
   const size_t width = dtype_size(a.dtype);
   if (h.fortran_order) {
-    a.data = detail::fortran_to_c(src, h.shape, width, n);
+    a.data = detail::npy_fortran_to_c(src, h.shape, width, n);
   } else {
     a.data.assign(src, src + need);
   }
-  if (swap) detail::byteswap_inplace(a.data.data(), n, width);
+  if (swap) detail::npy_byteswap(a.data.data(), n, width);
   a.shape = std::move(h.shape);
   return a;
 }
