@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Dev-only cross-check: a pandas-free numpy port of the reference evaluator
+(ActionFormer libs/utils/metrics.py, ANETdetection) and of the reference 1-D
+NMS (libs/utils/csrc/nms_cpu.cpp + libs/utils/nms.py, run with torch tensors).
+
+Not used by the library or its tests; it produced the numbers embedded in
+tests/test_eval.cpp.
+
+  python3 dev/eval_reference.py eval ANN.json PRED.json [split] [tious]
+  python3 dev/eval_reference.py nms-cases
+"""
+import json
+import sys
+
+import numpy as np
+
+
+# ----------------------------------------------------------------- evaluator
+def remove_duplicate_annotations(ants, tol=1e-3):
+    valid_events = []
+    for event in ants:
+        s, e, l = event['segment'][0], event['segment'][1], event['label_id']
+        valid = (e - s) >= tol
+        for p in valid_events:
+            if (abs(s - p['segment'][0]) <= tol and abs(e - p['segment'][1]) <= tol
+                    and l == p['label_id']):
+                valid = False
+                break
+        if valid:
+            valid_events.append(event)
+    return valid_events
+
+
+def load_gt(ann_file, split):
+    db = json.load(open(ann_file))['database']
+    rows = []  # (vid, start, end, label)
+    for k, v in db.items():
+        if split is not None and v['subset'].lower() != split:
+            continue
+        for ev in remove_duplicate_annotations(v['annotations']):
+            rows.append((k, float(ev['segment'][0]), float(ev['segment'][1]), int(ev['label_id'])))
+    return rows
+
+
+def load_pred(pred_file):
+    db = json.load(open(pred_file))['database']
+    rows = []
+    for k, v in db.items():
+        for ev in v:
+            rows.append((k, float(ev['segment'][0]), float(ev['segment'][1]),
+                         int(ev['label_id']), float(ev['scores'])))
+    return rows
+
+
+def segment_iou(target, cands):
+    tt1 = np.maximum(target[0], cands[:, 0])
+    tt2 = np.minimum(target[1], cands[:, 1])
+    inter = (tt2 - tt1).clip(0)
+    union = (cands[:, 1] - cands[:, 0]) + (target[1] - target[0]) - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return inter.astype(float) / union
+
+
+def interpolated_prec_rec(prec, rec):
+    mprec = np.hstack([[0], prec, [0]])
+    mrec = np.hstack([[0], rec, [1]])
+    for i in range(len(mprec) - 1)[::-1]:
+        mprec[i] = max(mprec[i], mprec[i + 1])
+    idx = np.where(mrec[1::] != mrec[0:-1])[0] + 1
+    return np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx])
+
+
+def group_rows(rows):
+    """video-id -> list of (row position, row), in row order (pandas groupby)."""
+    g = {}
+    for i, r in enumerate(rows):
+        g.setdefault(r[0], []).append((i, r))
+    return g
+
+
+def ap_detection(gt, pred, tious):
+    ap = np.zeros(len(tious))
+    if len(pred) == 0:
+        return ap
+    npos = float(len(gt))
+    lock_gt = np.ones((len(tious), len(gt))) * -1
+    scores = np.array([p[4] for p in pred])
+    sort_idx = scores.argsort()[::-1]
+    pred = [pred[i] for i in sort_idx]
+    tp = np.zeros((len(tious), len(pred)))
+    fp = np.zeros((len(tious), len(pred)))
+    gbv = group_rows(gt)
+    for idx, p in enumerate(pred):
+        if p[0] not in gbv:
+            fp[:, idx] = 1
+            continue
+        this_gt = gbv[p[0]]
+        segs = np.array([[r[1], r[2]] for _, r in this_gt])
+        tiou_arr = segment_iou(np.array([p[1], p[2]]), segs)
+        tiou_sorted_idx = tiou_arr.argsort()[::-1]
+        for tidx, thr in enumerate(tious):
+            for jdx in tiou_sorted_idx:
+                if tiou_arr[jdx] < thr:
+                    fp[tidx, idx] = 1
+                    break
+                gi = this_gt[jdx][0]
+                if lock_gt[tidx, gi] >= 0:
+                    continue
+                tp[tidx, idx] = 1
+                lock_gt[tidx, gi] = idx
+                break
+            if fp[tidx, idx] == 0 and tp[tidx, idx] == 0:
+                fp[tidx, idx] = 1
+    tp_c = np.cumsum(tp, axis=1).astype(float)
+    fp_c = np.cumsum(fp, axis=1).astype(float)
+    rec = tp_c / npos
+    prec = tp_c / (tp_c + fp_c)
+    for tidx in range(len(tious)):
+        ap[tidx] = interpolated_prec_rec(prec[tidx, :], rec[tidx, :])
+    return ap
+
+
+def topkx_recall(gt, pred, tious, top_k=(1, 5)):
+    if len(pred) == 0:
+        return np.zeros((len(tious), len(top_k)))
+    tp = np.zeros((len(tious), len(top_k)))
+    n_gts = 0
+    gbv = group_rows(gt)
+    pbv = group_rows(pred)
+    for vid in sorted(gbv):
+        this_gt = gbv[vid]
+        n_gts += len(this_gt)
+        if vid not in pbv:
+            continue
+        this_pred = [r for _, r in pbv[vid]]
+        scores = np.array([r[4] for r in this_pred])
+        top = scores.argsort()[::-1][:max(top_k) * len(this_gt)]
+        psegs = np.array([[r[1], r[2]] for r in this_pred])[top]
+        gsegs = np.array([[r[1], r[2]] for _, r in this_gt])
+        tiou_arr = np.stack([segment_iou(t, gsegs) for t in psegs])
+        for tidx, thr in enumerate(tious):
+            for kidx, k in enumerate(top_k):
+                tiou = tiou_arr[:k * len(this_gt)]
+                tp[tidx, kidx] += ((tiou >= thr).sum(axis=0) > 0).sum()
+    return tp / n_gts
+
+
+def evaluate(ann_file, pred_file, split='test', tious=np.linspace(0.3, 0.7, 5)):
+    gt = load_gt(ann_file, split)
+    pred = load_pred(pred_file)
+    classes = sorted(set(r[3] for r in gt))
+    ap = np.zeros((len(tious), len(classes)))
+    rc = np.zeros((len(tious), 2, len(classes)))
+    for ci, c in enumerate(classes):
+        g = [r for r in gt if r[3] == c]
+        p = [r for r in pred if r[3] == c]
+        ap[:, ci] = ap_detection(g, p, tious)
+        rc[..., ci] = topkx_recall(g, p, tious)
+    mAP = ap.mean(axis=1)
+    mrec = rc.mean(axis=2)
+    return {'tiou_thresholds': list(tious), 'mAP': mAP.tolist(), 'average_mAP': float(mAP.mean()),
+            'recall_at_1x': mrec[:, 0].tolist(), 'recall_at_5x': mrec[:, 1].tolist(),
+            'per_class_ap': {str(c): ap[:, ci].tolist() for ci, c in enumerate(classes)}}
+
+
+# ----------------------------------------------------------------- NMS (torch)
+def nms_cpu(segs, scores, thr):
+    import torch
+    x1, x2 = segs[:, 0].contiguous(), segs[:, 1].contiguous()
+    areas = x2 - x1 + 1e-6
+    order = scores.sort(0, descending=True)[1]
+    n = segs.shape[0]
+    select = [True] * n
+    for _i in range(n):
+        if not select[_i]:
+            continue
+        i = order[_i]
+        for _j in range(_i + 1, n):
+            if not select[_j]:
+                continue
+            j = order[_j]
+            xx1 = torch.maximum(x1[i], x1[j])
+            xx2 = torch.minimum(x2[i], x2[j])
+            inter = torch.clamp(xx2 - xx1, min=0)
+            ovr = inter / (areas[i] + areas[j] - inter)
+            if ovr >= thr:
+                select[_j] = False
+    return order[torch.tensor(select, dtype=torch.bool)]
+
+
+def softnms_cpu(segs, scores, thr, sigma, min_score, method):
+    import torch
+    f = torch.float32
+    x1 = segs[:, 0].clone()
+    x2 = segs[:, 1].clone()
+    sc = scores.clone()
+    areas = x2 - x1 + 1e-6
+    n = segs.shape[0]
+    inds = torch.arange(n)
+    dets = torch.zeros((n, 3), dtype=f)
+    i = 0
+    while i < n:
+        max_pos = i
+        for pos in range(i + 1, n):
+            if sc[max_pos] < sc[pos]:
+                max_pos = pos
+        dets[i, 0], dets[i, 1], dets[i, 2] = x1[max_pos], x2[max_pos], sc[max_pos]
+        for arr in (x1, x2, sc, areas, inds):
+            a, b = arr[max_pos].clone(), arr[i].clone()
+            arr[i], arr[max_pos] = a, b
+        pos = i + 1
+        while pos < n:
+            xx1 = torch.maximum(x1[i], x1[pos])
+            xx2 = torch.minimum(x2[i], x2[pos])
+            inter = torch.clamp(xx2 - xx1, min=0)
+            ovr = inter / (areas[i] + areas[pos] - inter)
+            w = torch.tensor(1.0, dtype=f)
+            if method == 0:
+                if ovr >= thr:
+                    w = torch.tensor(0.0, dtype=f)
+            elif method == 1:
+                if ovr >= thr:
+                    w = 1 - ovr
+            elif method == 2:
+                w = torch.exp(-(ovr * ovr) / torch.tensor(sigma, dtype=f))
+            sc[pos] = sc[pos] * w
+            if sc[pos] < min_score:
+                for arr in (x1, x2, sc, areas, inds):
+                    arr[pos] = arr[n - 1].clone()
+                n -= 1
+                pos -= 1
+            pos += 1
+        i += 1
+    return inds[:n], dets[:n]
+
+
+def seg_voting(nms_segs, all_segs, all_scores, thr):
+    import torch
+    nn_, na = nms_segs.shape[0], all_segs.shape[0]
+    ex_n = nms_segs[:, None].expand(nn_, na, 2)
+    ex_a = all_segs[None, :].expand(nn_, na, 2)
+    left = torch.maximum(ex_n[:, :, 0], ex_a[:, :, 0])
+    right = torch.minimum(ex_n[:, :, 1], ex_a[:, :, 1])
+    inter = (right - left).clamp(min=0)
+    iou = inter / ((ex_n[:, :, 1] - ex_n[:, :, 0]) + (ex_a[:, :, 1] - ex_a[:, :, 0]) - inter)
+    w = (iou >= thr).to(all_scores.dtype) * all_scores[None, :] * iou
+    w /= torch.sum(w, dim=1, keepdim=True)
+    return w @ all_segs
+
+
+def batched_nms(segs, scores, cls, iou_threshold, min_score, max_seg_num, use_soft_nms=True,
+                multiclass=True, sigma=0.5, voting_thresh=0.75):
+    import torch
+
+    def soft(s, sc, c):
+        inds, dets = softnms_cpu(s, sc, iou_threshold, sigma, min_score, 2)
+        n = min(len(inds), max_seg_num) if max_seg_num > 0 else len(inds)
+        return dets[:n, :2], dets[:n, 2], c[inds][:n]
+
+    def hard(s, sc, c):
+        if min_score > 0:
+            m = sc > min_score
+            s, sc, c = s[m], sc[m], c[m]
+        inds = nms_cpu(s, sc, iou_threshold)
+        if max_seg_num > 0:
+            inds = inds[:min(max_seg_num, len(inds))]
+        return s[inds], sc[inds], c[inds]
+
+    op = soft if use_soft_nms else hard
+    if segs.shape[0] == 0:
+        return segs, scores, cls
+    if multiclass:
+        out = [op(segs[cls == k], scores[cls == k], cls[cls == k]) for k in torch.unique(cls)]
+        ns = torch.cat([o[0] for o in out])
+        nsc = torch.cat([o[1] for o in out])
+        nc = torch.cat([o[2] for o in out])
+    else:
+        ns, nsc, nc = op(segs, scores, cls)
+        if voting_thresh > 0:
+            ns = seg_voting(ns, segs, scores, voting_thresh)
+    _, idxs = nsc.sort(descending=True)
+    m = min(max_seg_num, ns.shape[0])
+    return ns[idxs[:m]], nsc[idxs[:m]], nc[idxs[:m]]
+
+
+def fmt(xs):
+    return '{' + ', '.join(repr(float(x)) + 'f' if isinstance(x, float) else str(x) for x in xs) + '}'
+
+
+def nms_cases():
+    import torch
+    torch.manual_seed(0)
+    # A random problem with overlapping clusters, 3 classes.
+    n = 60
+    centers = torch.rand(n) * 50
+    lens = torch.rand(n) * 6 + 0.5
+    segs = torch.stack([centers - lens / 2, centers + lens / 2], 1).float()
+    scores = torch.rand(n).float() ** 2
+    cls = torch.randint(0, 3, (n,))
+    print('// random problem')
+    print('start', fmt(segs[:, 0].tolist()))
+    print('end', fmt(segs[:, 1].tolist()))
+    print('score', fmt(scores.tolist()))
+    print('label', fmt(cls.tolist()))
+    for name, kw in [
+        ('multiclass soft', dict(use_soft_nms=True, multiclass=True, sigma=0.5, max_seg_num=200)),
+        ('multiclass soft cap7', dict(use_soft_nms=True, multiclass=True, sigma=0.5, max_seg_num=7)),
+        ('multiclass hard', dict(use_soft_nms=False, multiclass=True, max_seg_num=200)),
+        ('agnostic soft vote', dict(use_soft_nms=True, multiclass=False, sigma=0.75,
+                                    voting_thresh=0.75, max_seg_num=20)),
+        ('agnostic hard vote', dict(use_soft_nms=False, multiclass=False, voting_thresh=0.6,
+                                    max_seg_num=100)),
+    ]:
+        kw.setdefault('voting_thresh', 0.75)
+        s, sc, c = batched_nms(segs, scores, cls, 0.1 if 'hard' not in name else 0.3,
+                               0.001, **kw)
+        print('//', name, kw)
+        print('start', fmt(s[:, 0].tolist()))
+        print('end', fmt(s[:, 1].tolist()))
+        print('score', fmt(sc.tolist()))
+        print('label', fmt(c.tolist()))
+    for method in (0, 1, 2):
+        inds, dets = softnms_cpu(segs, scores, 0.3, 0.5, 0.05, method)
+        print('// softnms method', method, 'thr 0.3 sigma 0.5 min 0.05')
+        print('index', fmt(inds.tolist()))
+        print('score', fmt(dets[:, 2].tolist()))
+    print('// nms thr 0.3', fmt(nms_cpu(segs, scores, 0.3).tolist()))
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'eval':
+        split = sys.argv[4] if len(sys.argv) > 4 else 'test'
+        res = evaluate(sys.argv[2], sys.argv[3], split)
+        print(json.dumps(res, indent=1))
+    elif sys.argv[1] == 'nms-cases':
+        nms_cases()
