@@ -287,44 +287,49 @@ def fmt(xs):
     return '{' + ', '.join(repr(float(x)) + 'f' if isinstance(x, float) else str(x) for x in xs) + '}'
 
 
+def emit_segments(s, sc, c):
+    return 'Segments{%s,\n      %s,\n      %s,\n      %s}' % (
+        fmt(s[:, 0].tolist()), fmt(s[:, 1].tolist()), fmt(sc.tolist()), fmt(c.tolist()))
+
+
 def nms_cases():
+    """Prints C++ test code: random problems run through the torch port."""
     import torch
     torch.manual_seed(0)
-    # A random problem with overlapping clusters, 3 classes.
     n = 60
-    centers = torch.rand(n) * 50
-    lens = torch.rand(n) * 6 + 0.5
-    segs = torch.stack([centers - lens / 2, centers + lens / 2], 1).float()
-    scores = torch.rand(n).float() ** 2
-    cls = torch.randint(0, 3, (n,))
-    print('// random problem')
-    print('start', fmt(segs[:, 0].tolist()))
-    print('end', fmt(segs[:, 1].tolist()))
-    print('score', fmt(scores.tolist()))
-    print('label', fmt(cls.tolist()))
-    for name, kw in [
-        ('multiclass soft', dict(use_soft_nms=True, multiclass=True, sigma=0.5, max_seg_num=200)),
-        ('multiclass soft cap7', dict(use_soft_nms=True, multiclass=True, sigma=0.5, max_seg_num=7)),
-        ('multiclass hard', dict(use_soft_nms=False, multiclass=True, max_seg_num=200)),
-        ('agnostic soft vote', dict(use_soft_nms=True, multiclass=False, sigma=0.75,
-                                    voting_thresh=0.75, max_seg_num=20)),
-        ('agnostic hard vote', dict(use_soft_nms=False, multiclass=False, voting_thresh=0.6,
-                                    max_seg_num=100)),
-    ]:
-        kw.setdefault('voting_thresh', 0.75)
-        s, sc, c = batched_nms(segs, scores, cls, 0.1 if 'hard' not in name else 0.3,
-                               0.001, **kw)
-        print('//', name, kw)
-        print('start', fmt(s[:, 0].tolist()))
-        print('end', fmt(s[:, 1].tolist()))
-        print('score', fmt(sc.tolist()))
-        print('label', fmt(c.tolist()))
-    for method in (0, 1, 2):
-        inds, dets = softnms_cpu(segs, scores, 0.3, 0.5, 0.05, method)
-        print('// softnms method', method, 'thr 0.3 sigma 0.5 min 0.05')
-        print('index', fmt(inds.tolist()))
-        print('score', fmt(dets[:, 2].tolist()))
-    print('// nms thr 0.3', fmt(nms_cpu(segs, scores, 0.3).tolist()))
+    problems = []
+    for ties in (False, True):
+        centers = torch.rand(n) * 50
+        lens = torch.rand(n) * 6 + 0.5
+        segs = torch.stack([centers - lens / 2, centers + lens / 2], 1).float()
+        if ties:  # few distinct scores -> the tie-breaking rules decide the order
+            scores = (torch.randint(1, 5, (n,)).float() / 5).float()
+        else:
+            scores = torch.rand(n).float() ** 2
+        cls = torch.randint(0, 3, (n,))
+        problems.append((segs, scores, cls))
+    configs = [
+        ('soft', True, 0.1, 0.5, 0.75, 200),
+        ('soft', True, 0.1, 0.5, 0.75, 7),
+        ('hard', True, 0.3, 0.5, 0.75, 200),
+        ('soft', False, 0.1, 0.75, 0.75, 20),
+        ('hard', False, 0.3, 0.5, 0.6, 100),
+    ]
+    for pi, (segs, scores, cls) in enumerate(problems):
+        print('  const Segments problem%d = %s;' % (pi, emit_segments(segs, scores, cls)))
+        for method, multi, thr, sigma, vote, cap in configs:
+            s, sc, c = batched_nms(segs, scores, cls, thr, 0.001, cap,
+                                   use_soft_nms=(method == 'soft'), multiclass=multi,
+                                   sigma=sigma, voting_thresh=vote)
+            print('  check_batched(problem%d, cfg_of("%s", %s, %rf, %rf, %rf, %d),\n      %s);' % (
+                pi, method, 'true' if multi else 'false', thr, sigma, vote, cap,
+                emit_segments(s, sc, c)))
+        for method in (0, 1, 2):
+            inds, dets = softnms_cpu(segs, scores, 0.3, 0.5, 0.05, method)
+            print('  check_soft(problem%d, 0.3f, 0.5f, 0.05f, %d, %s,\n      %s);' % (
+                pi, method, fmt(inds.tolist()), fmt(dets[:, 2].tolist())))
+        print('  CHECK(nms_1d(problem%d.start.data(), problem%d.end.data(), problem%d.score.data(), '
+              '%d, 0.3f) == std::vector<int>%s);' % (pi, pi, pi, n, fmt(nms_cpu(segs, scores, 0.3).tolist())))
 
 
 if __name__ == '__main__':

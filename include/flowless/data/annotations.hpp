@@ -69,12 +69,12 @@ struct VideoAnnotation {
   std::vector<Segment> segments;
 };
 
-namespace detail {
+namespace annotations_detail {
 inline std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
-}  // namespace detail
+}  // namespace annotations_detail
 
 struct Annotations {
   std::string version;
@@ -83,11 +83,11 @@ struct Annotations {
 
   std::vector<const VideoAnnotation*> split(const std::vector<std::string>& subsets) const {
     std::vector<std::string> want;
-    for (const auto& s : subsets) want.push_back(detail::lower(s));
+    for (const auto& s : subsets) want.push_back(annotations_detail::lower(s));
     std::vector<const VideoAnnotation*> out;
     for (const auto& v : videos) {
       if (want.empty() ||
-          std::find(want.begin(), want.end(), detail::lower(v.subset)) != want.end())
+          std::find(want.begin(), want.end(), annotations_detail::lower(v.subset)) != want.end())
         out.push_back(&v);
     }
     return out;

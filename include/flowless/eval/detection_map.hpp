@@ -560,7 +560,7 @@ inline DetectionResult evaluate_detection(const data::Annotations& ann, const st
   for (double t : tious)
     FLOWLESS_CHECK(std::isfinite(t), "evaluate_detection: tIoU threshold ",
                    json::Value::repr_number(t), " is not finite");
-  std::string want = data::detail::lower(split);
+  std::string want = data::annotations_detail::lower(split);
 
   // Ground truth per class, in file order.
   std::unordered_map<std::string, int> video_key;
@@ -569,7 +569,7 @@ inline DetectionResult evaluate_detection(const data::Annotations& ann, const st
   std::set<std::string> subsets;
   for (const auto& v : ann.videos) {
     subsets.insert(v.subset);
-    if (!want.empty() && data::detail::lower(v.subset) != want) continue;
+    if (!want.empty() && data::annotations_detail::lower(v.subset) != want) continue;
     ++n_videos;
     int key = static_cast<int>(video_key.size());
     video_key.emplace(v.id, key);
