@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <unistd.h>
 #include <limits>
@@ -27,9 +28,20 @@ std::string error_of(const std::function<void()>& f) {
 bool contains(const std::string& hay, const std::string& needle) {
   return hay.find(needle) != std::string::npos;
 }
+// A scratch folder for this process, removed at exit.
 std::string temp_dir() {
-  std::string d = std::string("/tmp/flowless_test_eval_") + std::to_string(::getpid());
-  flowless::io::make_dirs(d);
+  static const std::string d = [] {
+    std::string p = std::string("/tmp/flowless_test_eval_") + std::to_string(::getpid());
+    flowless::io::make_dirs(p);
+    return p;
+  }();
+  static const struct Cleanup {
+    std::string path;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } cleanup{d};
   return d;
 }
 }  // namespace

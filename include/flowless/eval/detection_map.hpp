@@ -38,7 +38,8 @@
 //   class; reported as the mean over classes. A class without predictions has
 //   recall 0.
 // - per_class_ap: keyed by the class name from ann.label_names, or by the id
-//   as a decimal string when the id has no name.
+//   as a decimal string when the id has no name ("name (id)" if two ids share
+//   a name).
 // Errors: an empty tIoU list, a non-finite prediction, a split with no GT
 // segment (the reference would return NaN).
 //
@@ -619,6 +620,7 @@ inline DetectionResult evaluate_detection(const data::Annotations& ann, const st
     std::string name = nit != ann.label_names.end() && !nit->second.empty()
                            ? nit->second
                            : std::to_string(label);
+    if (res.per_class_ap.count(name)) name += " (" + std::to_string(label) + ")";  // same name twice
     res.per_class_ap[name] = a;
     ++c;
   }
