@@ -1,0 +1,140 @@
+// Tensor core, thread pool, GEMM, autograd engine and conv1d.
+#include <doctest/doctest.h>
+
+#include "flowless/ops/conv1d.hpp"
+#include "gradcheck.hpp"
+
+using namespace flowless;
+using flowless::test::random_tensor;
+
+TEST_CASE("tensor: views share storage, clone does not") {
+  auto t = Tensor<float>::zeros(Shape{2, 3, 4});
+  CHECK(t.numel() == 24);
+  auto v = t.select0(1);
+  CHECK(v.shape() == Shape{3, 4});
+  v[0] = 5.f;
+  CHECK(t[12] == 5.f);
+  auto c = t.clone();
+  c[12] = 1.f;
+  CHECK(t[12] == 5.f);
+  CHECK(t.reshape(Shape{6, 4}).narrow0(3, 1)[0] == 5.f);
+  CHECK_THROWS_AS(t.reshape(Shape{5, 5}), Error);
+}
+
+TEST_CASE("thread pool: chunking does not depend on the thread count") {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    std::vector<int> owner(1000, -1);
+    parallel_for(1000, 64, [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) owner[i] = int(a / 64);
+    });
+    for (int i = 0; i < 1000; ++i) CHECK(owner[i] == i / 64);
+  }
+  set_num_threads(2);
+  CHECK_THROWS_AS(parallel_for(10, 1, [&](int64_t a, int64_t) { if (a == 5) FLOWLESS_FAIL("boom"); }), Error);
+  set_num_threads(1);
+}
+
+namespace {
+// Naive reference: PyTorch semantics on (B, T, C) layout.
+std::vector<double> conv_ref(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* bias, int s, int p,
+                             int G, const std::vector<int>& lengths) {
+  int64_t B = x.size(0), Tn = x.size(1), Cin = x.size(2), Cout = w.size(0), K = w.size(2);
+  int64_t Tout = (Tn + 2 * p - K) / s + 1, Cg = Cin / G, Og = Cout / G;
+  std::vector<double> y(B * Tout * Cout, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < Tout; ++t)
+      for (int64_t o = 0; o < Cout; ++o) {
+        double acc = bias ? (*bias)[o] : 0.0;
+        int64_t g = o / Og;
+        for (int64_t i = 0; i < Cg; ++i)
+          for (int64_t k = 0; k < K; ++k) {
+            int64_t j = t * s + k - p;
+            if (j < 0 || j >= Tn) continue;
+            acc += w[(o * Cg + i) * K + k] * x[(b * Tn + j) * Cin + g * Cg + i];
+          }
+        bool valid = lengths.empty() || t < (lengths[b] + s - 1) / s;
+        y[(b * Tout + t) * Cout + o] = valid ? acc : 0.0;
+      }
+  return y;
+}
+}  // namespace
+
+TEST_CASE("conv1d: forward matches the naive definition and gradients match finite differences") {
+  Rng rng(3);
+  struct Case { int B, T, Cin, Cout, K, s, p, G; bool bias; std::vector<int> len; };
+  std::vector<Case> cases = {
+      {2, 9, 4, 6, 3, 1, 1, 1, true, {9, 6}},   // masked, k3
+      {1, 8, 5, 3, 1, 1, 0, 1, true, {}},       // 1x1 projection
+      {2, 10, 4, 4, 3, 2, 1, 4, false, {10, 7}},  // depthwise strided (attention Q/K/V)
+      {1, 7, 4, 6, 3, 1, 1, 2, true, {5}},      // grouped
+      {1, 11, 3, 2, 5, 2, 2, 1, false, {}},     // k5 stride 2
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.Cin); CAPTURE(c.K); CAPTURE(c.s); CAPTURE(c.G);
+    Conv1dOptions opt{c.s, c.p, c.G, c.len};
+    auto x = Var<double>::parameter(random_tensor(Shape{c.B, c.T, c.Cin}, rng));
+    auto w = Var<double>::parameter(random_tensor(Shape{c.Cout, c.Cin / c.G, c.K}, rng));
+    Var<double> b = c.bias ? Var<double>::parameter(random_tensor(Shape{c.Cout}, rng)) : Var<double>();
+    {
+      NoGradGuard ng;
+      auto y = conv1d(x, w, b, opt);
+      auto ref = conv_ref(x.value(), w.value(), c.bias ? &b.value() : nullptr, c.s, c.p, c.G, c.len);
+      REQUIRE(y.value().numel() == int64_t(ref.size()));
+      for (size_t i = 0; i < ref.size(); ++i) CHECK(y.value()[i] == doctest::Approx(ref[i]).epsilon(1e-12));
+    }
+    flowless::test::check_gradients([&](std::vector<Var<double>>& in) { return conv1d(in[0], in[1], in[2], opt); },
+                                    {x, w, b});
+  }
+}
+
+TEST_CASE("conv1d: bad shapes are clear errors") {
+  auto x = Var<float>(Tensor<float>::zeros(Shape{1, 8, 4}));
+  auto w = Var<float>(Tensor<float>::zeros(Shape{3, 5, 3}));
+  CHECK_THROWS_WITH_AS(conv1d(x, w, Var<float>(), Conv1dOptions{}), doctest::Contains("does not fit"), Error);
+}
+
+TEST_CASE("autograd: shared weights accumulate, no-grad records nothing") {
+  Rng rng(1);
+  auto w = Var<double>::parameter(random_tensor(Shape{2, 2, 1}, rng));
+  auto x1 = Var<double>(random_tensor(Shape{1, 3, 2}, rng));
+  auto x2 = Var<double>(random_tensor(Shape{1, 3, 2}, rng));
+  auto y1 = conv1d(x1, w, Var<double>(), {});
+  auto y2 = conv1d(x2, w, Var<double>(), {});
+  backward(y1, Tensor<double>::full(y1.shape(), 1.0));
+  backward(y2, Tensor<double>::full(y2.shape(), 1.0));
+  // d/dw sum(x w^T) = sum_t x[t, i] for each output o.
+  for (int o = 0; o < 2; ++o)
+    for (int i = 0; i < 2; ++i) {
+      double expect = 0;
+      for (int t = 0; t < 3; ++t) expect += x1.value()[t * 2 + i] + x2.value()[t * 2 + i];
+      CHECK(w.grad()[o * 2 + i] == doctest::Approx(expect));
+    }
+  NoGradGuard ng;
+  auto y3 = conv1d(x1, w, Var<double>(), {});
+  CHECK_FALSE(y3.requires_grad());
+  CHECK(y3.node()->inputs.empty());
+}
+
+TEST_CASE("conv1d: 1 and 2 threads give bitwise identical forward and gradients") {
+  Rng rng(11);
+  Tensor<float> xv(Shape{2, 300, 48}), wv(Shape{40, 48, 3});
+  for (int64_t i = 0; i < xv.numel(); ++i) xv[i] = float(rng.normal());
+  for (int64_t i = 0; i < wv.numel(); ++i) wv[i] = float(rng.normal());
+  std::vector<std::vector<float>> outs, grads;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto x = Var<float>::parameter(xv.clone());
+    auto w = Var<float>::parameter(wv.clone());
+    auto y = conv1d(x, w, Var<float>(), {1, 1, 1, {300, 211}});
+    outs.push_back(y.value().to_vector());
+    backward(y, Tensor<float>::full(y.shape(), 0.5f));
+    auto g = w.grad().to_vector();
+    auto gx = x.grad().to_vector();
+    g.insert(g.end(), gx.begin(), gx.end());
+    grads.push_back(g);
+  }
+  set_num_threads(1);
+  CHECK(outs[0] == outs[1]);
+  CHECK(grads[0] == grads[1]);
+}
