@@ -541,7 +541,7 @@ TEST_CASE("dataset: training segments are clipped to the features, bad ones skip
   Annotations a = load_annotations(dir + "/annotations.json");
   // vc: T = 20 -> features cover grid [-2, 21]; 3.0 s -> 20.5 (fine), 4.0 s -> 28 (beyond)
   a.videos[2].segments = {seg(0.2, 0.8, 1), seg(2.5, 4.0, 2), seg(3.9, 4.5, 0), seg(1.0, 1.0, 1), seg(2.0, 2.0005, 0),
-                          seg(0.2, 0.8, 1)};
+                          seg(0.2, 0.8, 1), seg(2.9, 3.1, 0)};
   save_annotations(a, dir + "/annotations.json");
   std::vector<std::string> warnings;
   DatasetOptions o;
@@ -549,25 +549,27 @@ TEST_CASE("dataset: training segments are clipped to the features, bad ones skip
   o.warn = [&](const std::string& w) { warnings.push_back(w); };
   Dataset ds(dir, o);
   // zero-length (< 1 ms) segments skipped (one warning), exact duplicate dropped silently
-  REQUIRE(ds.segments(2).size() == 3);
+  REQUIRE(ds.segments(2).size() == 4);
   REQUIRE(warnings.size() == 1);
   CHECK(has(warnings[0], "'vc'"));
   CHECK(has(warnings[0], "2 segment(s) of zero or negative length"));
-  CHECK(ds.labels(2) == std::vector<int>{1, 2, 0});
+  CHECK(ds.labels(2) == std::vector<int>{1, 2, 0, 0});
   VideoItem it = ds.item(2);
   CHECK(it.T == 20);
-  REQUIRE(it.segments.size() == 2);  // [3.9, 4.5] s lies entirely beyond the features: dropped
+  REQUIRE(it.segments.size() == 3);  // [3.9, 4.5] s lies entirely beyond the features: dropped
   CHECK(it.segments[0][0] == doctest::Approx(0.2 * 7.5 - 2));
   CHECK(it.segments[1][0] == doctest::Approx(2.5 * 7.5 - 2));
-  CHECK(it.segments[1][1] == doctest::Approx(21.0));  // clipped to T - 1 + offset
-  CHECK(it.labels == std::vector<int>{1, 2});
+  CHECK(it.segments[1][1] == doctest::Approx(21.0));  // 28: clipped to T - 1 + offset
+  CHECK(it.segments[2] == ds.segments(2)[3]);         // 21.25: within one step, left as the reference has it
+  CHECK(it.segments[2][1] == doctest::Approx(3.1 * 7.5 - 2));
+  CHECK(it.labels == std::vector<int>{1, 2, 0});
   REQUIRE(warnings.size() == 2);
   CHECK(has(warnings[1], "features/vc.npy"));
   CHECK(has(warnings[1], "1 clipped, 1 dropped"));
   ds.item(2);
   CHECK(warnings.size() == 2);  // once per video
   // item without features keeps the reference's raw grid segments
-  CHECK(ds.item(2, false).segments.size() == 3);
+  CHECK(ds.item(2, false).segments.size() == 4);
   CHECK(ds.item(2, false).feats.empty());
   // training_item: crop_ratio [0.9, 1] on T = 40 <= max_seq_len 64 -> L in [36, 40]
   Rng rng(1);

@@ -592,8 +592,10 @@ class Dataset {
 
   /// Video i as a training/inference item: features (unless with_features is
   /// false) and GT segments in grid units. With features, segments reaching
-  /// beyond the time the features cover, [-offset, T - 1 + offset], are clipped
-  /// to it (and dropped when nothing is left); this is reported once per video.
+  /// more than one grid step beyond the time the features cover,
+  /// [-offset, T - 1 + offset], are clipped to it (and dropped when nothing is
+  /// left); this is reported once per video. Other segments are exactly the
+  /// reference's (segments(i)).
   VideoItem item(size_t i, bool with_features = true) const {
     const Video& v = video(i);
     VideoItem it;
@@ -614,11 +616,14 @@ class Dataset {
     int n_clipped = 0, n_dropped = 0;
     for (size_t k = 0; k < v.segments.size(); ++k) {
       auto s = v.segments[k];
-      bool clipped = false;
-      // a tolerance of one grid step: the last, partial clip window is not a feature
-      if (s[0] < lo - 1.0f || s[1] > hi + 1.0f) clipped = true;
-      s[0] = std::max(s[0], lo);
-      s[1] = std::min(s[1], hi);
+      // Within one grid step of the covered range a segment is left exactly as
+      // the reference has it (the last, partial clip window has no feature);
+      // beyond that it is clipped to the range.
+      const bool clipped = s[0] < lo - 1.0f || s[1] > hi + 1.0f;
+      if (clipped) {
+        s[0] = std::clamp(s[0], lo, hi);
+        s[1] = std::clamp(s[1], lo, hi);
+      }
       if (s[1] - s[0] <= 0.0f) {
         ++n_dropped;
         continue;
@@ -742,7 +747,7 @@ struct EpochOptions {
 
 /// One pass over a Dataset in batches. The order is drawn from rng at
 /// construction; truncation draws from rng as batches are produced, so the
-/// same seed gives the same batches.
+/// same seed gives the same batches. `ds` and `rng` must outlive the iterator.
 class EpochIterator {
  public:
   EpochIterator(const Dataset& ds, Rng& rng, EpochOptions opt = {}) : ds_(&ds), rng_(&rng), opt_(opt) {
