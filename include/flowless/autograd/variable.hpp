@@ -136,21 +136,24 @@ void backward(const Var<T>& root, Tensor<T> seed = Tensor<T>(), bool retain_grap
   }
   FLOWLESS_CHECK(seed.shape() == r->value.shape(), "backward: seed ", seed.shape().str(), " vs root ",
                  r->value.shape().str());
-  // Iterative DFS for a topological order (inputs before outputs).
-  std::vector<Node<T>*> order;
+  // Iterative DFS for a topological order (inputs before outputs). The order
+  // holds shared ownership: freeing a consumer's inputs below must not free a
+  // producer that is still to be processed.
+  std::vector<std::shared_ptr<Node<T>>> order;
   std::unordered_set<Node<T>*> visited;
-  std::vector<std::pair<Node<T>*, size_t>> stack{{r, 0}};
+  std::vector<std::pair<std::shared_ptr<Node<T>>, size_t>> stack{{root.node(), 0}};
   visited.insert(r);
   while (!stack.empty()) {
-    auto& [n, i] = stack.back();
-    if (i < n->inputs.size()) {
-      Node<T>* c = n->inputs[i++].get();
-      if (c && c->requires_grad && !visited.count(c)) {
-        visited.insert(c);
+    auto& top = stack.back();
+    Node<T>* n = top.first.get();
+    if (top.second < n->inputs.size()) {
+      const std::shared_ptr<Node<T>>& c = n->inputs[top.second++];
+      if (c && c->requires_grad && !visited.count(c.get())) {
+        visited.insert(c.get());
         stack.push_back({c, 0});
       }
     } else {
-      order.push_back(n);
+      order.push_back(std::move(top.first));
       stack.pop_back();
     }
   }
@@ -161,7 +164,7 @@ void backward(const Var<T>& root, Tensor<T> seed = Tensor<T>(), bool retain_grap
     for (int64_t k = 0; k < g.numel(); ++k) gd[k] += sd[k];
   }
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node<T>* n = *it;
+    Node<T>* n = it->get();
     if (n->is_leaf()) continue;
     if (n->grad.defined()) n->backward_fn(*n);
     if (!retain_graph) {

@@ -8,6 +8,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 
 namespace flowless {
 
@@ -53,6 +57,24 @@ class Rng {
     return r * std::cos(6.283185307179586 * u2);
   }
   double normal(double mean, double std) { return mean + std * normal(); }
+
+  /// The full generator state as text (for checkpoints), and back.
+  std::string state() const {
+    uint64_t spare_bits;
+    std::memcpy(&spare_bits, &spare_, sizeof spare_bits);
+    std::string out;
+    for (uint64_t v : {s_[0], s_[1], s_[2], s_[3], uint64_t(has_spare_), spare_bits}) out += std::to_string(v) + " ";
+    return out;
+  }
+  void set_state(const std::string& text) {
+    std::istringstream in(text);
+    uint64_t v[6];
+    for (auto& x : v)
+      if (!(in >> x)) throw std::runtime_error("Rng::set_state: malformed state '" + text + "'");
+    for (int i = 0; i < 4; ++i) s_[i] = v[i];
+    has_spare_ = v[4] != 0;
+    std::memcpy(&spare_, &v[5], sizeof spare_);
+  }
 
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

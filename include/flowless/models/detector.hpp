@@ -1,0 +1,166 @@
+// flowless/models/detector.hpp - the single-stage anchor-free detector
+// (ActionFormer's PtTransformer; TemporalMaxer with the convPooler backbone).
+//
+// Data flow:
+//   x: (B, T, Cin) zero-padded features, lengths[b] valid snippets
+//   -> backbone: pyramid feats[l]: (B, T / 2^l, embd_dim)
+//   -> neck:     fpn feats[l]:     (B, T / 2^l, fpn_dim)
+//   -> heads (shared across levels): cls_logits[l] (B, T_l, C), offsets[l] (B, T_l, 2)
+//   -> training: label assignment + focal/DIoU loss (train/detection_loss.hpp)
+//   -> inference: per-level top-k, decoding, Soft-NMS, seconds (infer/postprocess.hpp)
+// Parameter names equal the reference's state_dict names ("backbone.*",
+// "neck.*", "cls_head.*", "reg_head.*"), so reference checkpoints load as-is.
+// T must be divisible by config().max_div_factor(); detect() pads for you.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "flowless/models/backbones.hpp"
+#include "flowless/models/heads.hpp"
+#include "flowless/models/necks.hpp"
+#include "flowless/models/points.hpp"
+#include "flowless/train/label_assignment.hpp"
+
+namespace flowless::models {
+
+template <class T>
+struct DetectorOutput {
+  std::vector<Var<T>> cls_logits;          // [l]: (B, T_l, num_classes)
+  std::vector<Var<T>> offsets;             // [l]: (B, T_l, 2)
+  std::vector<Var<T>> feats;               // [l]: (B, T_l, fpn_dim) neck outputs
+  std::vector<std::vector<int>> lengths;   // [l][b] valid lengths
+};
+
+/// Ground truth of one video in feature-grid units.
+struct VideoTargets {
+  std::vector<std::array<float, 2>> segments;
+  std::vector<int> labels;
+};
+
+template <class T>
+class Detector : public nn::Module<T> {
+ public:
+  explicit Detector(const DetectorConfig& c, uint64_t seed = 1234567891ULL)
+      : cfg_((c.validate("detector config"), c)), rng_(seed), backbone_(make_backbone<T>(c, rng_)), neck_(make_neck<T>(c, rng_)),
+        cls_head_(head_options(c), c.num_classes, c.cls_prior_prob, c.head_empty_cls, rng_),
+        reg_head_(head_options(c), c.num_levels(), rng_) {
+    this->register_module("backbone", *backbone_);
+    this->register_module("neck", *neck_);
+    this->register_module("cls_head", cls_head_);
+    this->register_module("reg_head", reg_head_);
+  }
+
+  const DetectorConfig& config() const { return cfg_; }
+  Rng& rng() { return rng_; }
+  Backbone<T>& backbone() { return *backbone_; }
+  Neck<T>& neck() { return *neck_; }
+  ClsHead<T>& cls_head() { return cls_head_; }
+  RegHead<T>& reg_head() { return reg_head_; }
+
+  static HeadOptions head_options(const DetectorConfig& c) {
+    HeadOptions o;
+    o.input_dim = c.fpn_dim;
+    o.feat_dim = c.head_dim;
+    o.num_layers = c.head_num_layers;
+    o.kernel_size = c.head_kernel_size;
+    o.with_ln = c.head_with_ln;
+    return o;
+  }
+
+  /// Backbone + neck: the per-level features the heads (and distillation) read.
+  Pyramid<T> features(const Var<T>& x, const std::vector<int>& lengths) {
+    check_input(x, lengths);
+    auto [feats, lens] = backbone_->forward(x, lengths, rng_);
+    std::vector<std::vector<int>> fpn_lens(lens.begin() + cfg_.fpn_start_level, lens.end());
+    return {neck_->forward(feats, lens), fpn_lens};
+  }
+
+  DetectorOutput<T> heads(const Pyramid<T>& p) {
+    DetectorOutput<T> out;
+    out.feats = p.first;
+    out.lengths = p.second;
+    out.cls_logits = cls_head_.forward(p.first, p.second);
+    out.offsets = reg_head_.forward(p.first, p.second);
+    return out;
+  }
+
+  DetectorOutput<T> forward(const Var<T>& x, const std::vector<int>& lengths) { return heads(features(x, lengths)); }
+
+  /// Points for a buffer of T snippets (all levels, full padded lengths).
+  PointSet points(int64_t Tbuf) const {
+    std::vector<int> lens;
+    auto strides = cfg_.fpn_strides();
+    for (int s : strides) lens.push_back(int((Tbuf + s - 1) / s));
+    std::vector<std::array<float, 2>> rr(cfg_.regression_range.begin(), cfg_.regression_range.begin() + strides.size());
+    return make_points(lens, strides, rr);
+  }
+
+  /// Label assignment for one video on a buffer of Tbuf snippets.
+  PointTargets assign(const VideoTargets& gt, int64_t Tbuf) const {
+    return label_points(points(Tbuf), gt.segments, gt.labels, cfg_.num_classes, cfg_.center_sample,
+                        float(cfg_.center_sample_radius));
+  }
+
+  /// The reference's training loss on a forward output (B videos, same buffer).
+  DetectionLossOutput<T> loss(const DetectorOutput<T>& out, const std::vector<VideoTargets>& gt, DetectionLoss<T>& criterion) const {
+    const int64_t B = out.cls_logits[0].size(0), Tbuf = out.cls_logits[0].size(1);
+    FLOWLESS_CHECK(int64_t(gt.size()) == B, "Detector::loss: ", gt.size(), " targets for batch ", B);
+    std::vector<PointTargets> targets;
+    std::vector<std::vector<int>> valid(B);
+    for (int64_t b = 0; b < B; ++b) {
+      targets.push_back(assign(gt[b], Tbuf));
+      for (auto& l : out.lengths) valid[b].push_back(l[b]);
+    }
+    return criterion(concat_time(out.cls_logits), concat_time(out.offsets), points(Tbuf), valid, targets);
+  }
+
+  /// Detects actions in one video. feats: (Tn, Cin) time-major host floats.
+  /// If `raw` is given it receives the network outputs (valid positions are
+  /// [0, lengths[l][0]) of each level).
+  std::vector<Detection> detect(const float* feats, int64_t Tn, int64_t Cin, const VideoMeta& meta,
+                                DetectorOutput<T>* raw = nullptr) {
+    FLOWLESS_CHECK(Tn > 0, meta.id, ": empty video (0 feature steps)");
+    FLOWLESS_CHECK(Cin == cfg_.input_dim, meta.id, ": features have ", Cin, " channels, the model expects ",
+                   cfg_.input_dim);
+    NoGradGuard ng;
+    const bool was_training = this->is_training();
+    this->train(false);
+    const int64_t Tbuf = cfg_.inference_length(Tn);
+    Tensor<T> x = Tensor<T>::zeros(Shape{1, Tbuf, Cin});
+    for (int64_t i = 0; i < Tn * Cin; ++i) x[i] = T(feats[i]);
+    DetectorOutput<T> out = forward(Var<T>(x), {int(Tn)});
+    this->train(was_training);
+    std::vector<std::vector<float>> cls, offs;
+    for (size_t l = 0; l < out.cls_logits.size(); ++l) {
+      const int64_t len = out.lengths[l][0];
+      const Tensor<T>& c = out.cls_logits[l].value();
+      const Tensor<T>& o = out.offsets[l].value();
+      cls.emplace_back(c.data(), c.data() + len * cfg_.num_classes);
+      offs.emplace_back(o.data(), o.data() + len * 2);
+    }
+    auto dets = postprocess_video(cls, offs, cfg_.num_classes, points(Tbuf), cfg_.test, meta);
+    if (raw) *raw = std::move(out);
+    return dets;
+  }
+
+ private:
+  void check_input(const Var<T>& x, const std::vector<int>& lengths) const {
+    FLOWLESS_CHECK(x.value().dim() == 3, "Detector: input must be (B, T, C), got ", x.shape().str());
+    FLOWLESS_CHECK(x.size(2) == cfg_.input_dim, "Detector: input has ", x.size(2), " channels, the model expects ",
+                   cfg_.input_dim);
+    FLOWLESS_CHECK(int64_t(lengths.size()) == x.size(0), "Detector: ", lengths.size(), " lengths for batch ", x.size(0));
+    FLOWLESS_CHECK(x.size(1) % cfg_.max_div_factor() == 0, "Detector: buffer length ", x.size(1),
+                   " is not divisible by ", cfg_.max_div_factor(), " (pad with config().inference_length)");
+    for (int L : lengths) FLOWLESS_CHECK(L > 0 && L <= x.size(1), "Detector: valid length ", L, " outside [1, ", x.size(1), "]");
+  }
+
+  DetectorConfig cfg_;
+  Rng rng_;
+  std::unique_ptr<Backbone<T>> backbone_;
+  std::unique_ptr<Neck<T>> neck_;
+  ClsHead<T> cls_head_;
+  RegHead<T> reg_head_;
+};
+
+}  // namespace flowless::models

@@ -1,0 +1,285 @@
+// flowless/models/detector_config.hpp - the architecture and train/test
+// settings of a detector, read from and written to the reference's config
+// layout.
+//
+// JSON layout (the reference's config sections, all fields optional with the
+// reference's defaults):
+//   {"model": {...}, "dataset": {...}, "train_cfg": {...}, "test_cfg": {...},
+//    "flowless": {"arch": "actionformer"|"temporalmaxer", "modality": "...",
+//                 "channels": [lo, hi], "inference_padding": "divisible"|"max_seq_len"}}
+// "model.backbone_type" "convTransformer" selects the ActionFormer pyramid,
+// "convPooler" the TemporalMaxer pyramid; "flowless.arch" overrides it.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "flowless/infer/postprocess.hpp"
+#include "flowless/io/json.hpp"
+#include "flowless/train/detection_loss.hpp"
+
+namespace flowless {
+
+struct DetectorConfig {
+  // ---- architecture (model section) ----
+  std::string arch = "actionformer";  // "actionformer" | "temporalmaxer"
+  int input_dim = 2048;
+  int num_classes = 20;
+  int embd_dim = 512, fpn_dim = 512, head_dim = 512;
+  int n_head = 4;
+  std::vector<int> backbone_arch{2, 2, 5};   // (#embedding convs, #stem blocks, #branch blocks)
+  std::vector<int> mha_win_size;             // one per level; filled from n_mha_win_size
+  int scale_factor = 2;
+  int embd_kernel_size = 3, head_kernel_size = 3, head_num_layers = 3;
+  bool embd_with_ln = true, fpn_with_ln = true, head_with_ln = true;
+  bool use_abs_pe = false, use_rel_pe = false;
+  std::string fpn_type = "identity";         // "identity" | "fpn"
+  int fpn_start_level = 0;
+  std::vector<std::array<float, 2>> regression_range{{0, 4}, {4, 8}, {8, 16}, {16, 32}, {32, 64}, {64, 10000}};
+  int max_seq_len = 2304;
+  double max_buffer_len_factor = 6.0;
+  // ---- dataset section (what the model needs to map grid <-> seconds) ----
+  double feat_stride = 4, num_frames = 16;
+  double default_fps = 0;  // 0 = per video
+  // ---- training ----
+  double init_loss_norm = 100, clip_grad_l2norm = 1.0, cls_prior_prob = 0.01;
+  std::string center_sample = "radius";
+  double center_sample_radius = 1.5, loss_weight = 1.0;
+  std::vector<int> head_empty_cls;
+  double dropout = 0.0, droppath = 0.1, label_smoothing = 0.0;
+  // ---- inference ----
+  PostprocessConfig test;
+  std::string inference_padding = "divisible";  // or "max_seq_len" (the reference's exact buffer)
+  // ---- flowless: which input channels the model reads ----
+  std::string modality = "";        // informational: "rgb", "flow", "two-stream", ...
+  std::array<int, 2> channels{0, 0};  // [lo, hi) of the feature file's channels; {0,0} = all (input_dim)
+
+  int num_levels() const { return backbone_arch[2] + 1 - fpn_start_level; }
+  std::vector<int> fpn_strides() const {
+    std::vector<int> s;
+    for (int i = fpn_start_level; i <= backbone_arch[2]; ++i) s.push_back(int(std::lround(std::pow(scale_factor, i))));
+    return s;
+  }
+  /// Largest s * (w//2) * 2 over levels: inference buffers are padded to a multiple of it.
+  int max_div_factor() const {
+    auto strides = fpn_strides();
+    int f = 1;
+    for (size_t l = 0; l < strides.size(); ++l) {
+      int w = mha_win_size.empty() ? 1 : mha_win_size[std::min(l, mha_win_size.size() - 1)];
+      int s = (arch == "actionformer" && w > 1) ? strides[l] * (w / 2) * 2 : strides[l];
+      f = std::max(f, s);
+    }
+    return f;
+  }
+  /// Buffer length the network runs on for a video of T snippets at inference.
+  int64_t inference_length(int64_t T) const {
+    const int64_t div = max_div_factor();
+    if (inference_padding == "max_seq_len" && T <= max_seq_len) return max_seq_len;
+    return std::max<int64_t>((T + div - 1) / div * div, div);
+  }
+  DetectionLossConfig loss_config() const {
+    DetectionLossConfig c;
+    c.init_loss_norm = init_loss_norm;
+    c.loss_weight = loss_weight;
+    c.label_smoothing = label_smoothing;
+    return c;
+  }
+  void validate(const std::string& ctx) const {
+    FLOWLESS_CHECK(arch == "actionformer" || arch == "temporalmaxer", ctx, ": unknown arch '", arch, "'");
+    FLOWLESS_CHECK(input_dim > 0 && num_classes > 0, ctx, ": input_dim and num_classes must be positive");
+    FLOWLESS_CHECK(backbone_arch.size() == 3, ctx, ": backbone_arch must have 3 entries");
+    FLOWLESS_CHECK(int(regression_range.size()) >= num_levels(), ctx, ": regression_range has ",
+                   regression_range.size(), " entries for ", num_levels(), " levels");
+    FLOWLESS_CHECK(arch != "actionformer" || embd_dim % n_head == 0, ctx, ": embd_dim ", embd_dim,
+                   " is not divisible by n_head ", n_head);
+    FLOWLESS_CHECK(int(mha_win_size.size()) == backbone_arch[2] + 1, ctx, ": mha_win_size needs ",
+                   backbone_arch[2] + 1, " entries");
+    FLOWLESS_CHECK(fpn_type == "identity" || fpn_type == "fpn", ctx, ": unknown fpn_type '", fpn_type, "'");
+    FLOWLESS_CHECK(channels[1] == 0 || channels[1] - channels[0] == input_dim, ctx, ": channel range [", channels[0],
+                   ", ", channels[1], ") does not match input_dim ", input_dim);
+  }
+};
+
+namespace detail {
+inline std::vector<int> json_int_list(const json::Value& v, const std::string& ctx) {
+  std::vector<int> out;
+  if (v.is_array())
+    for (auto& e : v.as_array()) out.push_back(int(e.as_int()));
+  else
+    out.push_back(int(v.as_int()));
+  (void)ctx;
+  return out;
+}
+}  // namespace detail
+
+/// Reads a config in the reference's layout (see file comment).
+inline DetectorConfig parse_detector_config(const json::Value& root, const std::string& ctx) {
+  DetectorConfig c;
+  try {
+    static const json::Value empty = json::Value::object();
+    const json::Value& m = root.contains("model") ? root.at("model") : empty;
+    const json::Value& d = root.contains("dataset") ? root.at("dataset") : empty;
+    const json::Value& tr = root.contains("train_cfg") ? root.at("train_cfg") : empty;
+    const json::Value& te = root.contains("test_cfg") ? root.at("test_cfg") : empty;
+    const json::Value& fl = root.contains("flowless") ? root.at("flowless") : empty;
+    std::string bt = m.string_or("backbone_type", "convTransformer");
+    FLOWLESS_CHECK(bt == "convTransformer" || bt == "convPooler", "model.backbone_type '", bt,
+                   "' is not supported (convTransformer, convPooler)");
+    c.arch = bt == "convPooler" ? "temporalmaxer" : "actionformer";
+    c.arch = fl.string_or("arch", c.arch);
+    c.input_dim = int(m.int_or("input_dim", d.int_or("input_dim", c.input_dim)));
+    c.num_classes = int(m.int_or("num_classes", d.int_or("num_classes", c.num_classes)));
+    c.embd_dim = int(m.int_or("embd_dim", c.embd_dim));
+    c.fpn_dim = int(m.int_or("fpn_dim", c.fpn_dim));
+    c.head_dim = int(m.int_or("head_dim", c.head_dim));
+    c.n_head = int(m.int_or("n_head", c.n_head));
+    if (m.contains("backbone_arch")) c.backbone_arch = detail::json_int_list(m.at("backbone_arch"), ctx);
+    FLOWLESS_CHECK(c.backbone_arch.size() == 3, "model.backbone_arch must have 3 entries");
+    c.scale_factor = int(m.int_or("scale_factor", c.scale_factor));
+    c.embd_kernel_size = int(m.int_or("embd_kernel_size", c.embd_kernel_size));
+    c.head_kernel_size = int(m.int_or("head_kernel_size", c.head_kernel_size));
+    c.head_num_layers = int(m.int_or("head_num_layers", c.head_num_layers));
+    c.embd_with_ln = m.bool_or("embd_with_ln", c.embd_with_ln);
+    c.fpn_with_ln = m.bool_or("fpn_with_ln", c.fpn_with_ln);
+    c.head_with_ln = m.bool_or("head_with_ln", c.head_with_ln);
+    c.use_abs_pe = m.bool_or("use_abs_pe", c.use_abs_pe);
+    c.use_rel_pe = m.bool_or("use_rel_pe", c.use_rel_pe);
+    FLOWLESS_CHECK(!c.use_rel_pe, "model.use_rel_pe is not supported");
+    c.fpn_type = m.string_or("fpn_type", c.fpn_type);
+    c.fpn_start_level = int(m.int_or("fpn_start_level", c.fpn_start_level));
+    c.max_seq_len = int(m.int_or("max_seq_len", d.int_or("max_seq_len", c.max_seq_len)));
+    c.max_buffer_len_factor = m.number_or("max_buffer_len_factor", c.max_buffer_len_factor);
+    if (m.contains("regression_range")) {
+      c.regression_range.clear();
+      for (auto& r : m.at("regression_range").as_array())
+        c.regression_range.push_back({float(r[0].as_number()), float(r[1].as_number())});
+    }
+    {
+      std::vector<int> w = m.contains("n_mha_win_size") ? detail::json_int_list(m.at("n_mha_win_size"), ctx)
+                                                          : std::vector<int>{19};
+      if (w.size() == 1) w.assign(c.backbone_arch[2] + 1, w[0]);
+      c.mha_win_size = w;
+    }
+    c.feat_stride = d.number_or("feat_stride", c.feat_stride);
+    c.num_frames = d.number_or("num_frames", c.num_frames);
+    c.default_fps = d.number_or("default_fps", 0.0);
+    c.init_loss_norm = tr.number_or("init_loss_norm", c.init_loss_norm);
+    c.clip_grad_l2norm = tr.number_or("clip_grad_l2norm", c.clip_grad_l2norm);
+    c.cls_prior_prob = tr.number_or("cls_prior_prob", c.cls_prior_prob);
+    c.center_sample = tr.string_or("center_sample", c.center_sample);
+    c.center_sample_radius = tr.number_or("center_sample_radius", c.center_sample_radius);
+    c.loss_weight = tr.number_or("loss_weight", c.loss_weight);
+    if (tr.contains("head_empty_cls")) c.head_empty_cls = detail::json_int_list(tr.at("head_empty_cls"), ctx);
+    c.dropout = tr.number_or("dropout", c.dropout);
+    c.droppath = tr.number_or("droppath", c.droppath);
+    c.label_smoothing = tr.number_or("label_smoothing", c.label_smoothing);
+    c.test.pre_nms_thresh = float(te.number_or("pre_nms_thresh", c.test.pre_nms_thresh));
+    c.test.pre_nms_topk = int(te.int_or("pre_nms_topk", c.test.pre_nms_topk));
+    c.test.duration_thresh = float(te.number_or("duration_thresh", c.test.duration_thresh));
+    c.test.nms.method = te.string_or("nms_method", c.test.nms.method);
+    c.test.nms.iou_threshold = float(te.number_or("iou_threshold", c.test.nms.iou_threshold));
+    c.test.nms.min_score = float(te.number_or("min_score", c.test.nms.min_score));
+    c.test.nms.sigma = float(te.number_or("nms_sigma", c.test.nms.sigma));
+    c.test.nms.voting_thresh = float(te.number_or("voting_thresh", c.test.nms.voting_thresh));
+    c.test.nms.max_seg_num = int(te.int_or("max_seg_num", c.test.nms.max_seg_num));
+    c.test.nms.multiclass = te.bool_or("multiclass_nms", c.test.nms.multiclass);
+    c.inference_padding = fl.string_or("inference_padding", c.inference_padding);
+    c.modality = fl.string_or("modality", c.modality);
+    if (fl.contains("channels")) {
+      auto ch = detail::json_int_list(fl.at("channels"), ctx);
+      FLOWLESS_CHECK(ch.size() == 2 && ch[0] >= 0 && ch[1] > ch[0], "flowless.channels must be [lo, hi) with lo < hi");
+      c.channels = {ch[0], ch[1]};
+    }
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind(ctx, 0) == 0) throw;
+    FLOWLESS_FAIL(ctx, ": ", what);
+  }
+  c.validate(ctx);
+  return c;
+}
+
+inline json::Value detector_config_to_json(const DetectorConfig& c) {
+  using json::Value;
+  auto int_list = [](const std::vector<int>& v) {
+    Value a = Value::array();
+    for (int x : v) a.push_back(Value(x));
+    return a;
+  };
+  Value root = Value::object();
+  Value& m = root["model"];
+  m["backbone_type"] = Value(c.arch == "temporalmaxer" ? "convPooler" : "convTransformer");
+  m["input_dim"] = Value(c.input_dim);
+  m["num_classes"] = Value(c.num_classes);
+  m["embd_dim"] = Value(c.embd_dim);
+  m["fpn_dim"] = Value(c.fpn_dim);
+  m["head_dim"] = Value(c.head_dim);
+  m["n_head"] = Value(c.n_head);
+  m["backbone_arch"] = int_list(c.backbone_arch);
+  m["n_mha_win_size"] = int_list(c.mha_win_size);
+  m["scale_factor"] = Value(c.scale_factor);
+  m["embd_kernel_size"] = Value(c.embd_kernel_size);
+  m["head_kernel_size"] = Value(c.head_kernel_size);
+  m["head_num_layers"] = Value(c.head_num_layers);
+  m["embd_with_ln"] = Value(c.embd_with_ln);
+  m["fpn_with_ln"] = Value(c.fpn_with_ln);
+  m["head_with_ln"] = Value(c.head_with_ln);
+  m["use_abs_pe"] = Value(c.use_abs_pe);
+  m["use_rel_pe"] = Value(c.use_rel_pe);
+  m["fpn_type"] = Value(c.fpn_type);
+  m["fpn_start_level"] = Value(c.fpn_start_level);
+  Value rr = Value::array();
+  for (auto& r : c.regression_range) {
+    Value p = Value::array();
+    p.push_back(Value(double(r[0])));
+    p.push_back(Value(double(r[1])));
+    rr.push_back(p);
+  }
+  m["regression_range"] = rr;
+  m["max_seq_len"] = Value(c.max_seq_len);
+  m["max_buffer_len_factor"] = Value(c.max_buffer_len_factor);
+  Value& d = root["dataset"];
+  d["feat_stride"] = Value(c.feat_stride);
+  d["num_frames"] = Value(c.num_frames);
+  d["default_fps"] = c.default_fps > 0 ? Value(c.default_fps) : Value(nullptr);
+  d["input_dim"] = Value(c.input_dim);
+  d["num_classes"] = Value(c.num_classes);
+  d["max_seq_len"] = Value(c.max_seq_len);
+  Value& tr = root["train_cfg"];
+  tr["init_loss_norm"] = Value(c.init_loss_norm);
+  tr["clip_grad_l2norm"] = Value(c.clip_grad_l2norm);
+  tr["cls_prior_prob"] = Value(c.cls_prior_prob);
+  tr["center_sample"] = Value(c.center_sample);
+  tr["center_sample_radius"] = Value(c.center_sample_radius);
+  tr["loss_weight"] = Value(c.loss_weight);
+  tr["head_empty_cls"] = int_list(c.head_empty_cls);
+  tr["dropout"] = Value(c.dropout);
+  tr["droppath"] = Value(c.droppath);
+  tr["label_smoothing"] = Value(c.label_smoothing);
+  Value& te = root["test_cfg"];
+  te["pre_nms_thresh"] = Value(double(c.test.pre_nms_thresh));
+  te["pre_nms_topk"] = Value(c.test.pre_nms_topk);
+  te["duration_thresh"] = Value(double(c.test.duration_thresh));
+  te["nms_method"] = Value(c.test.nms.method);
+  te["iou_threshold"] = Value(double(c.test.nms.iou_threshold));
+  te["min_score"] = Value(double(c.test.nms.min_score));
+  te["nms_sigma"] = Value(double(c.test.nms.sigma));
+  te["voting_thresh"] = Value(double(c.test.nms.voting_thresh));
+  te["max_seg_num"] = Value(c.test.nms.max_seg_num);
+  te["multiclass_nms"] = Value(c.test.nms.multiclass);
+  Value& fl = root["flowless"];
+  fl["arch"] = Value(c.arch);
+  fl["inference_padding"] = Value(c.inference_padding);
+  fl["modality"] = Value(c.modality);
+  if (c.channels[1] > 0) {
+    Value ch = Value::array();
+    ch.push_back(Value(c.channels[0]));
+    ch.push_back(Value(c.channels[1]));
+    fl["channels"] = ch;
+  }
+  return root;
+}
+
+}  // namespace flowless
