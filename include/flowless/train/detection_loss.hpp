@@ -1,0 +1,196 @@
+// flowless/train/detection_loss.hpp - ActionFormer's training loss
+// (PtTransformer.losses, actionformer.md A.6).
+//
+// Inputs (B videos, N = pts.size() points of the padded pyramid, C classes):
+//   cls_logits: (B, N, C) the per-level classification outputs concatenated
+//               over levels (level 0 first, each level's full padded length)
+//   offsets:    (B, N, 2) the per-level regression outputs, same layout
+//   valid_lengths[b][l]: valid points of level l in video b (a prefix)
+//   targets[b]: label_points() of video b on the same PointSet
+// Rows are visited b-major, then in point order (torch's boolean-mask order).
+//   valid = point inside its level's valid prefix
+//   pos   = valid and the class target row is non-zero
+//   N_norm <- m * N_norm + (1 - m) * max(#pos, 1)      (double, BEFORE use)
+//   y     = target * f32(1 - eps) + f32(eps / (C + 1))  (label smoothing)
+//   cls   = sigmoid_focal_loss(logits[valid], y, alpha, gamma) / N_norm
+//   reg   = diou_loss_1d(offsets[pos], target_offsets[pos], 1e-8) / N_norm,
+//           or 0 * sum(offsets) when there is no positive point
+//   final = cls + reg * w, with w = loss_weight when loss_weight > 0, else the
+//           auto balance w = cls.detach() / max(reg, 0.01)
+// The divisions are true divisions by T(N_norm) (forward and backward), as
+// torch divides a float32 tensor by a Python float.
+//
+// operator() updates the running normaliser (training step); evaluate() uses
+// the current one unchanged (for reporting, or for distillation losses that
+// share the normaliser). Output: the three scalar losses (Shape{}), #pos and
+// the normaliser the losses were divided by.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "flowless/autograd/variable.hpp"
+#include "flowless/core/error.hpp"
+#include "flowless/models/points.hpp"
+#include "flowless/ops/elementwise.hpp"
+#include "flowless/ops/losses.hpp"
+#include "flowless/train/label_assignment.hpp"
+
+namespace flowless {
+
+struct DetectionLossConfig {
+  double init_loss_norm = 100, momentum = 0.9, loss_weight = 1.0, label_smoothing = 0.0, focal_alpha = 0.25,
+         focal_gamma = 2.0;
+};
+
+template <class T>
+struct DetectionLossOutput {
+  Var<T> cls_loss, reg_loss, final_loss;  // Shape{}
+  int64_t num_pos = 0;
+  double loss_norm_used = 0;
+};
+
+namespace detection_loss_detail {
+
+/// x / T(d) for a scalar-like Var (any shape); backward grad / T(d).
+template <class T>
+Var<T> div_by(const Var<T>& x, double d) {
+  const T dv = static_cast<T>(d);
+  Tensor<T> y = x.value().clone();
+  T* p = y.data();
+  for (int64_t i = 0; i < y.numel(); ++i) p[i] = p[i] / dv;
+  return make_op<T>(std::move(y), {x}, "div_by", [dv](Node<T>& out) {
+    if (!out.needs_grad(0)) return;
+    const T* g = out.grad.data();
+    T* dx = out.input_grad(0).data();
+    for (int64_t i = 0; i < out.grad.numel(); ++i) dx[i] += g[i] / dv;
+  });
+}
+
+}  // namespace detection_loss_detail
+
+template <class T>
+class DetectionLoss {
+ public:
+  explicit DetectionLoss(DetectionLossConfig cfg) : cfg_(cfg), norm_(cfg.init_loss_norm) {
+    FLOWLESS_CHECK(cfg.init_loss_norm > 0, "DetectionLoss: init_loss_norm must be > 0, got ", cfg.init_loss_norm);
+    FLOWLESS_CHECK(cfg.momentum >= 0 && cfg.momentum <= 1, "DetectionLoss: momentum must be in [0, 1], got ",
+                   cfg.momentum);
+  }
+
+  const DetectionLossConfig& config() const { return cfg_; }
+  double loss_norm() const { return norm_; }
+  void set_loss_norm(double v) {
+    FLOWLESS_CHECK(v > 0, "DetectionLoss: loss normaliser must be > 0, got ", v);
+    norm_ = v;
+  }
+
+  /// Training form: updates the normaliser with this batch's #pos, then divides.
+  DetectionLossOutput<T> operator()(const Var<T>& cls_logits, const Var<T>& offsets, const PointSet& pts,
+                                    const std::vector<std::vector<int>>& valid_lengths,
+                                    const std::vector<PointTargets>& targets) {
+    return compute(cls_logits, offsets, pts, valid_lengths, targets, true);
+  }
+
+  /// Same losses divided by the current normaliser, which is left unchanged.
+  DetectionLossOutput<T> evaluate(const Var<T>& cls_logits, const Var<T>& offsets, const PointSet& pts,
+                                  const std::vector<std::vector<int>>& valid_lengths,
+                                  const std::vector<PointTargets>& targets) {
+    return compute(cls_logits, offsets, pts, valid_lengths, targets, false);
+  }
+
+ private:
+  DetectionLossOutput<T> compute(const Var<T>& cls_logits, const Var<T>& offsets, const PointSet& pts,
+                                 const std::vector<std::vector<int>>& valid_lengths,
+                                 const std::vector<PointTargets>& targets, bool update) {
+    FLOWLESS_CHECK(cls_logits.defined() && offsets.defined(), "DetectionLoss: undefined input");
+    const Shape& cs = cls_logits.shape();
+    const Shape& os = offsets.shape();
+    FLOWLESS_CHECK(cs.nd == 3 && os.nd == 3, "DetectionLoss: cls_logits ", cs.str(), " and offsets ", os.str(),
+                   " must be (B, N, C) and (B, N, 2)");
+    const int64_t B = cs[0], N = cs[1], C = cs[2];
+    FLOWLESS_CHECK(os[0] == B && os[1] == N && os[2] == 2, "DetectionLoss: offsets ", os.str(), " vs cls_logits ",
+                   cs.str());
+    FLOWLESS_CHECK(N == pts.size(), "DetectionLoss: ", N, " rows of outputs but ", pts.size(), " points");
+    FLOWLESS_CHECK(static_cast<int64_t>(valid_lengths.size()) == B && static_cast<int64_t>(targets.size()) == B,
+                   "DetectionLoss: batch of ", B, " but ", valid_lengths.size(), " valid-length lists and ",
+                   targets.size(), " targets");
+    const int L = pts.num_levels();
+    std::vector<int64_t> valid_rows, pos_rows;
+    std::vector<T> y, gt_off;
+    const T keep = static_cast<T>(1.0 - cfg_.label_smoothing);
+    const T addend = static_cast<T>(cfg_.label_smoothing / static_cast<double>(C + 1));
+    const bool smooth = cfg_.label_smoothing != 0.0;
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& vl = valid_lengths[static_cast<size_t>(b)];
+      const PointTargets& tg = targets[static_cast<size_t>(b)];
+      FLOWLESS_CHECK(static_cast<int>(vl.size()) == L, "DetectionLoss: video ", b, " has ", vl.size(),
+                     " valid lengths for ", L, " levels");
+      FLOWLESS_CHECK(tg.num_points == N && tg.num_classes == C &&
+                         tg.cls.size() == static_cast<size_t>(N * C) && tg.offsets.size() == static_cast<size_t>(N * 2),
+                     "DetectionLoss: targets of video ", b, " are for ", tg.num_points, " points and ",
+                     tg.num_classes, " classes, outputs have ", N, " and ", C);
+      for (int l = 0; l < L; ++l) {
+        const int v = vl[static_cast<size_t>(l)];
+        FLOWLESS_CHECK(v >= 0 && v <= pts.levels[static_cast<size_t>(l)].length, "DetectionLoss: valid length ", v,
+                       " of level ", l, " (video ", b, ") outside [0, ", pts.levels[static_cast<size_t>(l)].length,
+                       "]");
+        const int64_t base = pts.offset[static_cast<size_t>(l)];
+        for (int64_t k = 0; k < v; ++k) {
+          const int64_t i = base + k;
+          valid_rows.push_back(b * N + i);
+          const float* row = tg.cls.data() + i * C;
+          bool pos = false;
+          for (int64_t c = 0; c < C; ++c) {
+            T t = static_cast<T>(row[c]);
+            pos = pos || row[c] != 0.0f;
+            if (smooth) t = heads_detail::no_contract(t * keep) + addend;
+            y.push_back(t);
+          }
+          if (pos) {
+            pos_rows.push_back(b * N + i);
+            gt_off.push_back(static_cast<T>(tg.offsets[static_cast<size_t>(2 * i)]));
+            gt_off.push_back(static_cast<T>(tg.offsets[static_cast<size_t>(2 * i + 1)]));
+          }
+        }
+      }
+    }
+    const int64_t num_pos = static_cast<int64_t>(pos_rows.size());
+    double norm = norm_;
+    if (update) {
+      norm = cfg_.momentum * norm_ + (1.0 - cfg_.momentum) * static_cast<double>(std::max<int64_t>(num_pos, 1));
+      norm_ = norm;
+    }
+
+    DetectionLossOutput<T> out;
+    out.num_pos = num_pos;
+    out.loss_norm_used = norm;
+    const int64_t V = static_cast<int64_t>(valid_rows.size());
+    Var<T> logits_v = gather_rows(cls_logits, valid_rows);  // (V, C)
+    Tensor<T> yt = Tensor<T>::from_vector(y, Shape{V, C});
+    out.cls_loss = detection_loss_detail::div_by(
+        sigmoid_focal_loss(logits_v, yt, static_cast<T>(cfg_.focal_alpha), static_cast<T>(cfg_.focal_gamma)), norm);
+    if (num_pos == 0) {
+      out.reg_loss = scale(sum(offsets), T(0));
+    } else {
+      Var<T> off_p = gather_rows(offsets, pos_rows);  // (P, 2)
+      Tensor<T> gt = Tensor<T>::from_vector(gt_off, Shape{num_pos, 2});
+      out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(off_p, gt, static_cast<T>(1e-8)), norm);
+    }
+    T w;
+    if (cfg_.loss_weight > 0) {
+      w = static_cast<T>(cfg_.loss_weight);
+    } else {
+      const double r = static_cast<double>(out.reg_loss.value()[0]);
+      w = out.cls_loss.value()[0] / static_cast<T>(std::max(r, 0.01));
+    }
+    out.final_loss = add(out.cls_loss, scale(out.reg_loss, w));
+    return out;
+  }
+
+  DetectionLossConfig cfg_;
+  double norm_;
+};
+
+}  // namespace flowless
