@@ -26,8 +26,9 @@
 // clip_grad_norm(params, max_norm): torch.nn.utils.clip_grad_norm_ (L2):
 // total = ||(||g_1||, ..., ||g_n||)||, every gradient is multiplied by
 // min(1, max_norm / (total + 1e-6)); returns total (before clipping).
-// Parameters without a gradient are ignored. Sums run in double in fixed
-// chunks, so the result does not depend on the thread count.
+// Parameters without a gradient are ignored. Squares are summed in T over
+// blocks of 256 and the blocks in double, in fixed chunks combined in order,
+// so the result does not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +37,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "flowless/autograd/variable.hpp"
 #include "flowless/core/error.hpp"
@@ -48,12 +51,20 @@ namespace detail {
 constexpr int64_t kElemGrain = 1 << 15;  // elements per parallel chunk
 
 template <class T>
+using Vec = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using CVec = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// Sum of squares in double: fixed chunks, each reduced by Eigen (vectorised,
+// fixed order), partials combined in chunk order.
+template <class T>
 double sum_squares(const T* g, int64_t n) {
   const int64_t chunks = ThreadPool::num_chunks(n, kElemGrain);
   std::vector<double> part(static_cast<size_t>(chunks), 0.0);
   parallel_for(n, kElemGrain, [&](int64_t b, int64_t e) {
+    // Blocks of 256 summed in T by Eigen (vectorised), blocks added in double.
     double acc = 0;
-    for (int64_t i = b; i < e; ++i) acc += double(g[i]) * double(g[i]);
+    for (int64_t i = b; i < e; i += 256) acc += double(CVec<T>(g + i, std::min<int64_t>(256, e - i)).square().sum());
     part[static_cast<size_t>(b / kElemGrain)] = acc;
   });
   double s = 0;
@@ -82,9 +93,8 @@ double clip_grad_norm(const std::vector<Var<T>*>& params, double max_norm) {
     const T c = static_cast<T>(coef);
     for (Tensor<T>* g : grads) {
       T* d = g->data();
-      parallel_for(g->numel(), detail::kElemGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) d[i] *= c;
-      });
+      parallel_for(g->numel(), detail::kElemGrain,
+                   [&](int64_t b, int64_t e) { detail::Vec<T>(d + b, e - b) *= c; });
     }
   }
   return total;
@@ -270,16 +280,14 @@ class AdamW {
     T* md = s.exp_avg.data();
     T* vd = s.exp_avg_sq.data();
     parallel_for(P.numel(), detail::kElemGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const T g = gd[i];
-        T x = pd[i] * decay;
-        const T m = md[i] * b1 + one_b1 * g;
-        const T v = vd[i] * b2 + one_b2 * g * g;
-        md[i] = m;
-        vd[i] = v;
-        const T denom = std::sqrt(v) / bc2_sqrt + eps;
-        pd[i] = x + neg_step_size * (m / denom);
-      }
+      // Elementwise in PyTorch's order (Eigen vectorises sqrt and division).
+      const int64_t n = e - b;
+      detail::Vec<T> p(pd + b, n), m(md + b, n), v(vd + b, n);
+      detail::CVec<T> g(gd + b, n);
+      p *= decay;
+      m = m * b1 + one_b1 * g;
+      v = v * b2 + (one_b2 * g) * g;
+      p += neg_step_size * (m / (v.sqrt() / bc2_sqrt + eps));
     });
   }
 
