@@ -196,6 +196,12 @@ TEST_CASE("nn module: strict loading errors name the file, the parameter and the
     CHECK_THROWS_AS(m.load_state_dict(arrays, "x"), Error);
     arrays["embd.conv.weight"] = f32_array({18}, 0.f);
     CHECK_THROWS_AS(m.load_state_dict(arrays, "x"), Error);
+    // Truncated data: an error before anything is copied.
+    arrays["embd.conv.weight"] = f32_array({3, 2, 3}, 0.f);
+    arrays["rel_pe"].data.resize(12);
+    e = error_of([&] { m.load_state_dict(arrays, "ckpt/bad.safetensors"); });
+    CHECK(e.find("rel_pe") != std::string::npos);
+    CHECK(m.embd.conv.weight().value().to_vector() == before);
   }
   SUBCASE("all present loads every value") {
     m.load_state_dict(arrays, "ok");

@@ -155,6 +155,12 @@ class Module {
   void load_state_dict(const std::map<std::string, io::Array>& arrays, const std::string& context,
                        bool strict = true) {
     auto plan = plan_load(arrays, context, strict, [](const io::Array& a) { return a.shape; });
+    for (auto& item : plan) {  // validate every array before copying any
+      const std::string where = context + ": parameter '" + item.name + "'";
+      FLOWLESS_CHECK(item.src->data.size() == io::shape_nbytes(item.src->shape, item.src->dtype, where), where,
+                     ": array ", io::shape_str(item.src->shape), " of ", io::dtype_name(item.src->dtype), " holds ",
+                     item.src->data.size(), " bytes");
+    }
     for (auto& item : plan)
       detail::array_values(*item.src, item.var->value().numel(), item.var->value().data(),
                            context + ": parameter '" + item.name + "'");
