@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -380,6 +381,7 @@ TEST_CASE("heads: detection loss matches torch (focal + DIoU, normaliser, masks)
     PointTargets far = label_points(lc.pts, {Seg{30.f, 40.f}}, {1}, 3, "radius", 1.5f);
     DetectionLoss<float> lf(DetectionLossConfig{});
     auto of = lc.offsets<float>();
+    of.value()[5] = std::numeric_limits<float>::infinity();  // not a positive row: must not reach reg_loss
     auto r = lf(lc.logits<float>(), of, lc.pts, {{8, 4, 2}, {5, 3, 1}}, {none, far});
     // torch float32: norm 90.1 cls 0.31571245193481445 reg 0 final 0.31571245193481445
     CHECK(r.num_pos == 0);

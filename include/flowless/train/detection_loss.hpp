@@ -14,7 +14,7 @@
 //   y     = target * f32(1 - eps) + f32(eps / (C + 1))  (label smoothing)
 //   cls   = sigmoid_focal_loss(logits[valid], y, alpha, gamma) / N_norm
 //   reg   = diou_loss_1d(offsets[pos], target_offsets[pos], 1e-8) / N_norm,
-//           or 0 * sum(offsets) when there is no positive point
+//           or 0 * sum(offsets[pos]) = 0 when there is no positive point
 //   final = cls + reg * w, with w = loss_weight when loss_weight > 0, else the
 //           auto balance w = cls.detach() / max(reg, 0.01)
 // The divisions are true divisions by T(N_norm) (forward and backward), as
@@ -171,10 +171,10 @@ class DetectionLoss {
     Tensor<T> yt = Tensor<T>::from_vector(y, Shape{V, C});
     out.cls_loss = detection_loss_detail::div_by(
         sigmoid_focal_loss(logits_v, yt, static_cast<T>(cfg_.focal_alpha), static_cast<T>(cfg_.focal_gamma)), norm);
+    Var<T> off_p = gather_rows(offsets, pos_rows);  // (P, 2)
     if (num_pos == 0) {
-      out.reg_loss = scale(sum(offsets), T(0));
+      out.reg_loss = scale(sum(off_p), T(0));  // 0 * (empty sum): zero, still attached to offsets
     } else {
-      Var<T> off_p = gather_rows(offsets, pos_rows);  // (P, 2)
       Tensor<T> gt = Tensor<T>::from_vector(gt_off, Shape{num_pos, 2});
       out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(off_p, gt, static_cast<T>(1e-8)), norm);
     }
