@@ -449,15 +449,17 @@ TEST_CASE("ops: drop_path gradients match finite differences") {
 // ---------------------------------------------------------------------------
 // Determinism.
 
-TEST_CASE("ops: layer_norm and sum are bitwise identical for 1 and 2 threads") {
+TEST_CASE("ops: layer_norm, sum, max_pool1d, mul_channels, softmax, gelu are bitwise identical for 1 and 2 threads") {
   Rng rng(13);
   Tensor<float> x = cast<float>(random_tensor(Shape{2, 300, 64}, rng, 2.0));
   Tensor<float> g = cast<float>(random_tensor(Shape{1, 64, 1}, rng));
   Tensor<float> b = cast<float>(random_tensor(Shape{1, 64, 1}, rng));
   Tensor<float> seed = cast<float>(random_tensor(Shape{2, 300, 64}, rng));
   struct Out {
-    Tensor<float> y, dx, dg, db, s, ds, pool, dpool, mc, dmc;
+    Tensor<float> y, dx, dg, db, s, ds, pool, dpool, mc, dmc, sm, dsm, ge;
   };
+  Tensor<float> w19 = cast<float>(random_tensor(Shape{2, 300, 19}, rng, 4.0));
+  Tensor<float> seed19 = cast<float>(random_tensor(Shape{2, 300, 19}, rng));
   auto run = [&](int threads) {
     set_num_threads(threads);
     Out o;
@@ -484,6 +486,12 @@ TEST_CASE("ops: layer_norm and sum are bitwise identical for 1 and 2 threads") {
     backward(mc, seed);
     o.mc = mc.value();
     o.dmc = sc.grad();
+    auto xw = Var<float>::parameter(w19.clone());
+    Var<float> sm = softmax(xw);
+    backward(sm, seed19);
+    o.sm = sm.value();
+    o.dsm = xw.grad();
+    o.ge = gelu(Var<float>(x)).value();
     set_num_threads(1);
     return o;
   };
@@ -498,6 +506,9 @@ TEST_CASE("ops: layer_norm and sum are bitwise identical for 1 and 2 threads") {
   CHECK(bitwise_equal(a.dpool, c.dpool));
   CHECK(bitwise_equal(a.mc, c.mc));
   CHECK(bitwise_equal(a.dmc, c.dmc));
+  CHECK(bitwise_equal(a.sm, c.sm));
+  CHECK(bitwise_equal(a.dsm, c.dsm));
+  CHECK(bitwise_equal(a.ge, c.ge));
   // sum over 38400 floats spans several chunks; it agrees with a double sum.
   double ref = 0;
   for (int64_t i = 0; i < x.numel(); ++i) ref += double(x[i]) * double(x[i]);

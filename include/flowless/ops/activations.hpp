@@ -38,7 +38,8 @@ Var<T> relu(const Var<T>& x) {
     const T* y = out.value.data();
     T* d = out.input_grad(0).data();
     detail::ew_for(n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) d[i] += y[i] > T(0) ? g[i] : T(0);
+      detail::EwArr<T> da(d + i0, i1 - i0);
+      da += (detail::EwCArr<T>(y + i0, i1 - i0) > T(0)).select(detail::EwCArr<T>(g + i0, i1 - i0), T(0));
     });
   });
 }
@@ -128,11 +129,16 @@ Var<T> softmax(const Var<T>& x) {
   const T* px = x.value().data();
   T* py = Y.data();
   parallel_for(R, detail::ew_row_grain(C) / 4 + 1, [&](int64_t r0, int64_t r1) {
+    // Shift each row by its max, exponentiate the whole chunk at once (fast
+    // for short rows such as attention windows), then normalise each row.
     for (int64_t r = r0; r < r1; ++r) {
       detail::EwCArr<T> xa(px + r * C, C);
+      detail::EwArr<T>(py + r * C, C) = xa - xa.maxCoeff();
+    }
+    detail::EwArr<T> chunk(py + r0 * C, (r1 - r0) * C);
+    chunk = chunk.exp();
+    for (int64_t r = r0; r < r1; ++r) {
       detail::EwArr<T> ya(py + r * C, C);
-      const T m = xa.maxCoeff();
-      ya = (xa - m).exp();
       const T inv = T(1) / ya.sum();
       ya *= inv;
     }

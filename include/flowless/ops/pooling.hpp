@@ -93,23 +93,25 @@ Var<T> max_pool1d(const Var<T>& x, int kernel, int stride, int padding) {
     else
       detail::max_pool1d_rows<T, false>(X.data(), Y.data(), nullptr, Tn, C, Tout, k, s, p, r0, r1);
   });
-  return make_op<T>(std::move(Y), {x}, "max_pool1d", [B, Tn, C, Tout, idx = std::move(idx)](Node<T>& out) {
+  return make_op<T>(std::move(Y), {x}, "max_pool1d", [B, Tn, C, Tout, k, s, p, idx = std::move(idx)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
     const T* g = out.grad.data();
     T* d = out.input_grad(0).data();
-    // Jobs (batch element, channel block); each walks t in order, so the
-    // accumulation order is fixed.
-    constexpr int64_t kCB = 64;
-    const int64_t ncb = (C + kCB - 1) / kCB;
-    parallel_for(B * ncb, 1, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const int64_t b = j / ncb, c0 = (j % ncb) * kCB, c1 = std::min(C, c0 + kCB);
-        for (int64_t t = 0; t < Tout; ++t) {
-          const int64_t r = b * Tout + t;
-          const int32_t* ir = idx.data() + r * C;
-          const T* gr = g + r * C;
-          T* db = d + b * Tn * C;
-          for (int64_t c = c0; c < c1; ++c) db[int64_t(ir[c]) * C + c] += gr[c];
+    // Gather form: input row j collects dy[t] of the windows t that contain j
+    // and chose j, in increasing t (the order a scatter would add them in).
+    // Rows are written by one chunk each: no conflicts, any thread count.
+    parallel_for(B * Tn, std::max<int64_t>(1, detail::ew_row_grain(C) / 4), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / Tn, j = r % Tn;
+        const int64_t lo_num = j + p - k + 1;
+        const int64_t tlo = lo_num <= 0 ? 0 : (lo_num + s - 1) / s;
+        const int64_t thi = std::min<int64_t>(Tout - 1, (j + p) / s);
+        T* dr = d + r * C;
+        const int32_t jj = int32_t(j);
+        for (int64_t t = tlo; t <= thi; ++t) {
+          const int32_t* ir = idx.data() + (b * Tout + t) * C;
+          const T* gr = g + (b * Tout + t) * C;
+          for (int64_t c = 0; c < C; ++c) dr[c] = ir[c] == jj ? dr[c] + gr[c] : dr[c];
         }
       }
     });
