@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <iomanip>
+#include <sstream>
+#include <thread>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -19,6 +22,8 @@
 #include "flowless/io/npy.hpp"
 #include "flowless/models/model_file.hpp"
 #include "flowless/workflow/predictions.hpp"
+#include "flowless/workflow/training.hpp"
+#include "flowless/viz/plots.hpp"
 
 namespace flowless::cli {
 
@@ -81,6 +86,16 @@ inline std::vector<float> select_channels(const std::vector<float>& x, int64_t T
   return out;
 }
 
+/// Class names stored in a model file's metadata ("label_names": {"0": "Name", ...}).
+inline std::map<int, std::string> label_names_of(const models::AnyModel<float>& m) {
+  std::map<int, std::string> names;
+  auto it = m.metadata().find("label_names");
+  if (it == m.metadata().end()) return names;
+  json::Value v = json::parse(it->second, "label_names metadata");
+  for (auto& [k, name] : v.items()) names[std::stoi(k)] = name.as_string();
+  return names;
+}
+
 class Commands {
  public:
   const std::string& active() const { return active_; }
@@ -88,9 +103,12 @@ class Commands {
 
   void add_all(CLI::App& app) {
     add_synth(app);
+    add_train(app);
     add_detect(app);
     add_eval(app);
     add_info(app);
+    add_plot(app);
+    add_demo(app);
   }
 
  private:
@@ -124,6 +142,209 @@ class Commands {
     s->add_flag("--force", synth_.force, "overwrite a non-empty folder");
   }
 
+
+  // ---- train ----------------------------------------------------------------
+  workflow::TrainRequest tr_;
+  bool tr_dcd_ = false, tr_kd_plain_ = false, tr_quiet_ = false;
+  void add_train(CLI::App& app) {
+    auto* s = sub(app, "train", "train a detector, a DCD student (--dcd) or a plain-distillation baseline (--kd-plain)",
+                  [this] {
+                    FLOWLESS_CHECK(!(tr_dcd_ && tr_kd_plain_), "give at most one of --dcd and --kd-plain");
+                    tr_.mode = tr_dcd_ ? "dcd" : tr_kd_plain_ ? "kd-plain" : "detector";
+                    tr_.progress = !tr_quiet_;
+                    auto res = workflow::train_model(tr_);
+                    const auto& last = res.epochs.back().summary;
+                    std::printf("trained %s (%lld parameters) in %.1f s, final loss %.4f -> %s\n", tr_.mode.c_str(),
+                                (long long)res.parameters, res.seconds, last.mean_loss, tr_.out.c_str());
+                    return 0;
+                  });
+    s->add_option("--data", tr_.data, "dataset folder")->required();
+    s->add_option("--out", tr_.out, "model file to write (.safetensors)")->required();
+    s->add_option("--modality", tr_.modality, "rgb | flow | two-stream (detectors)")->capture_default_str();
+    s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer")->capture_default_str();
+    s->add_option("--preset", tr_.preset, "model/training preset: small | tiny | thumos")->capture_default_str();
+    s->add_option("--config", tr_.config_path, "reference config JSON (model section overrides the preset)");
+    s->add_option("--epochs", tr_.epochs, "cosine epochs after warmup (default: preset)");
+    s->add_option("--warmup-epochs", tr_.warmup_epochs, "warmup epochs (default: preset)");
+    s->add_option("--batch-size", tr_.batch_size, "videos per batch (default: preset)");
+    s->add_option("--lr", tr_.lr, "base learning rate (default: preset)");
+    s->add_option("--seed", tr_.seed, "random seed")->capture_default_str();
+    s->add_option("--threads", tr_.threads, "worker threads")->capture_default_str();
+    s->add_option("--val-split", tr_.val_split, "evaluate mAP on this split after epochs");
+    s->add_option("--val-every", tr_.val_every, "epochs between validations")->capture_default_str();
+    s->add_option("--checkpoint", tr_.checkpoint, "write a training checkpoint here every epoch (atomic)");
+    s->add_flag("--resume", tr_.resume, "continue from --checkpoint");
+    s->add_flag("--dcd", tr_dcd_, "train a DCD student (RGB at inference) from --teacher");
+    s->add_flag("--kd-plain", tr_kd_plain_, "train the conventional (entangled) distillation baseline from --teacher");
+    s->add_option("--teacher", tr_.teacher, "frozen teacher model file (flow modality)");
+    s->add_option("--fusion", tr_.fusion, "DCD fusion: laf | concat")->capture_default_str();
+    s->add_option("--kd", tr_.kd, "DCD distillation terms: feature,prediction")->capture_default_str();
+    s->add_option("--lambda-f", tr_.lambda_f, "feature distillation weight")->capture_default_str();
+    s->add_option("--lambda-p", tr_.lambda_p, "prediction distillation weight")->capture_default_str();
+    s->add_flag("--quiet", tr_quiet_, "no progress output");
+  }
+
+
+  // ---- plot -----------------------------------------------------------------
+  struct {
+    std::string annotations, pred, out, split = "test";
+    std::vector<std::string> logs;
+    int max_videos = 20, top_k = 20;
+  } plot_;
+  void add_plot(CLI::App& app) {
+    auto* s = sub(app, "plot", "SVG timelines (ground truth vs detections) and training curves", [this] {
+      FLOWLESS_CHECK(!plot_.pred.empty() || !plot_.logs.empty(), "give --pred (timelines) and/or --log (curves)");
+      io::make_dirs(plot_.out);
+      if (!plot_.pred.empty()) {
+        FLOWLESS_CHECK(!plot_.annotations.empty(), "--pred needs --annotations");
+        auto ann = data::load_annotations(plot_.annotations);
+        auto preds = eval::load_predictions(plot_.pred, ann);
+        viz::TimelineOptions o;
+        o.top_k = plot_.top_k;
+        viz::write_timelines(plot_.out, ann, plot_.split, preds, plot_.max_videos, o);
+        std::printf("timelines -> %s/index.html\n", plot_.out.c_str());
+      }
+      if (!plot_.logs.empty()) {
+        write_curves(plot_.out + "/curves.svg", plot_.logs);
+        std::printf("training curves -> %s/curves.svg\n", plot_.out.c_str());
+      }
+      return 0;
+    });
+    s->add_option("--annotations", plot_.annotations, "annotation JSON");
+    s->add_option("--pred", plot_.pred, "predictions JSON");
+    s->add_option("--split", plot_.split, "split whose videos get timelines")->capture_default_str();
+    s->add_option("--log", plot_.logs, "training logs (MODEL.safetensors.log.json), one curve each");
+    s->add_option("--max-videos", plot_.max_videos, "timelines to draw")->capture_default_str();
+    s->add_option("--top-k", plot_.top_k, "detections drawn per video")->capture_default_str();
+    s->add_option("--out", plot_.out, "output folder")->required();
+  }
+  /// Loss and validation mAP per epoch from training logs.
+  static void write_curves(const std::string& path, const std::vector<std::string>& logs) {
+    std::vector<viz::Series> loss, map;
+    for (auto& f : logs) {
+      json::Value v = json::parse_file(f);
+      viz::Series l{file_stem(file_stem(file_stem(f))), {}, {}}, m = l;
+      for (auto& e : v.at("epochs").as_array()) {
+        l.x.push_back(e.at("epoch").as_number());
+        l.y.push_back(e.at("loss").as_number());
+        if (e.contains("val_average_mAP")) {
+          m.x.push_back(e.at("epoch").as_number());
+          m.y.push_back(100 * e.at("val_average_mAP").as_number());
+        }
+      }
+      loss.push_back(l);
+      if (!m.x.empty()) map.push_back(m);
+    }
+    std::vector<std::pair<std::string, std::vector<viz::Series>>> panels{{"training loss", loss}};
+    if (!map.empty()) panels.push_back({"validation average mAP (%)", map});
+    io::write_file_atomic(path, viz::curves_panel_svg(panels));
+  }
+
+  // ---- demo -----------------------------------------------------------------
+  struct {
+    std::string out = "out/demo", preset = "default", model_preset = "small";
+    int threads = 0, epochs = -1;
+    uint64_t seed = 1;
+  } demo_;
+  void add_demo(CLI::App& app) {
+    auto* s = sub(app, "demo", "synthesise the built-in benchmark, train flow/RGB/two-stream/DCD, evaluate, compare",
+                  [this] { return demo(); });
+    s->add_option("--out", demo_.out, "output folder")->capture_default_str();
+    s->add_option("--preset", demo_.preset, "synthetic data preset")->capture_default_str();
+    s->add_option("--model-preset", demo_.model_preset, "model/training preset")->capture_default_str();
+    s->add_option("--epochs", demo_.epochs, "cosine epochs per model (default: preset)");
+    s->add_option("--threads", demo_.threads, "worker threads (default: all cores)");
+    s->add_option("--seed", demo_.seed, "seed for data and training")->capture_default_str();
+  }
+  int demo() {
+    const int threads = demo_.threads > 0 ? demo_.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const std::string data = demo_.out + "/data";
+    io::make_dirs(demo_.out);
+    if (!io::file_exists(data + "/dataset.json")) {
+      std::printf("[demo] writing the '%s' synthetic benchmark to %s\n", demo_.preset.c_str(), data.c_str());
+      data::write_synthetic_dataset(data, data::synth_preset(demo_.preset), demo_.seed, true);
+    } else {
+      std::printf("[demo] reusing the dataset in %s\n", data.c_str());
+    }
+    struct Run { std::string name, mode, modality, fusion; };
+    const std::vector<Run> runs = {{"flow-only (teacher)", "detector", "flow", ""},
+                                   {"RGB-only", "detector", "rgb", ""},
+                                   {"two-stream (RGB+flow)", "detector", "two-stream", ""},
+                                   {"DCD student (RGB only)", "dcd", "rgb", "laf"}};
+    const std::string teacher = demo_.out + "/flow_teacher.safetensors";
+    data::Annotations ann = data::load_annotations(data + "/annotations.json");
+    std::vector<std::pair<std::string, eval::DetectionResult>> table;
+    for (auto& run : runs) {
+      workflow::TrainRequest r;
+      r.data = data;
+      r.mode = run.mode;
+      r.modality = run.modality;
+      r.fusion = run.fusion.empty() ? "laf" : run.fusion;
+      r.preset = demo_.model_preset;
+      r.epochs = demo_.epochs;
+      r.seed = demo_.seed;
+      r.threads = threads;
+      r.teacher = teacher;
+      r.label = run.name;
+      r.out = run.mode == "detector" && run.modality == "flow" ? teacher
+                                                                : demo_.out + "/" + run.mode + "_" + run.modality + ".safetensors";
+      auto res = workflow::train_model(r);
+      auto model = models::load_any_model<float>(r.out);
+      auto t0 = std::chrono::steady_clock::now();
+      auto preds = workflow::detect_split(*model, data, "test");
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto result = eval::evaluate_detection(ann, "test", preds, eval::parse_tiou_range("0.3:0.7:5"));
+      std::printf("[demo] %-24s trained in %.0f s, detection %.1f s, average mAP %.2f\n", run.name.c_str(), res.seconds,
+                  secs, 100 * result.average_map);
+      write_predictions_json(demo_.out + "/pred_" + run.mode + "_" + run.modality + ".json", preds, ann);
+      table.push_back({run.name, result});
+    }
+    std::string text = comparison_table(table);
+    std::printf("\n%s", text.c_str());
+    io::write_file_atomic(demo_.out + "/results.md", text);
+    std::vector<std::string> logs;
+    for (auto& run : runs) {
+      std::string m = run.mode == "detector" && run.modality == "flow" ? teacher
+                                                                      : demo_.out + "/" + run.mode + "_" + run.modality + ".safetensors";
+      logs.push_back(m + ".log.json");
+    }
+    write_curves(demo_.out + "/curves.svg", logs);
+    viz::write_timelines(demo_.out + "/timelines", ann, "test",
+                         eval::load_predictions(demo_.out + "/pred_dcd_rgb.json", ann), 12);
+    std::printf("\nplots: %s/curves.svg, %s/timelines/index.html (DCD student)\n", demo_.out.c_str(), demo_.out.c_str());
+    return 0;
+  }
+
+  static void write_predictions_json(const std::string& path, const std::vector<eval::Prediction>& preds,
+                                     const data::Annotations& ann) {
+    workflow::VideoDetections v;
+    std::map<std::string, size_t> index;
+    for (auto& p : preds) {
+      auto it = index.find(p.video_id);
+      if (it == index.end()) {
+        it = index.emplace(p.video_id, v.size()).first;
+        v.push_back({p.video_id, {}});
+      }
+      v[it->second].second.push_back({p.start, p.end, p.label_id, p.score});
+    }
+    workflow::write_predictions(path, v, ann.label_names);
+  }
+
+  static std::string comparison_table(const std::vector<std::pair<std::string, eval::DetectionResult>>& rows) {
+    std::ostringstream os;
+    os << "| detector (input at inference) |";
+    for (double t : rows.front().second.tiou_thresholds) os << " mAP@" << std::fixed << std::setprecision(1) << t << " |";
+    os << " average |\n|---|";
+    for (size_t i = 0; i <= rows.front().second.tiou_thresholds.size(); ++i) os << "---|";
+    os << "\n";
+    for (auto& [name, r] : rows) {
+      os << "| " << name << " |";
+      for (double m : r.map) os << " " << std::fixed << std::setprecision(2) << 100 * m << " |";
+      os << " **" << std::fixed << std::setprecision(2) << 100 * r.average_map << "** |\n";
+    }
+    return os.str();
+  }
+
   // ---- detect ---------------------------------------------------------------
   struct {
     std::string config, weights, model, features, data, split = "test", out, dump_heads;
@@ -147,18 +368,29 @@ class Commands {
     set_num_threads(det_.threads);
     FLOWLESS_CHECK(det_.model.empty() != det_.weights.empty(), "give exactly one of --model or --weights");
     FLOWLESS_CHECK(det_.features.empty() != det_.data.empty(), "give exactly one of --features or --data");
-    auto model = det_.model.empty() ? models::open_detector<float>(det_.weights, det_.config)
-                                    : models::load_detector<float>(det_.model);
-    const DetectorConfig& cfg = model->config();
+    const std::string path = det_.model.empty() ? det_.weights : det_.model;
+    // --dump-heads needs the plain detector's raw outputs; everything else runs any model file.
+    std::unique_ptr<models::Detector<float>> detector;
+    std::unique_ptr<models::AnyModel<float>> any;
+    if (!det_.dump_heads.empty()) {
+      detector = models::open_detector<float>(path, det_.config);
+    } else {
+      any = models::load_any_model<float>(path, det_.config);
+    }
+    const DetectorConfig cfg = detector ? detector->config() : any->config();
     workflow::VideoDetections results;
-    std::map<int, std::string> names;
+    std::map<int, std::string> names = any ? label_names_of(*any) : std::map<int, std::string>{};
     io::SafeTensors dump;
     auto run_one = [&](const std::string& id, const std::vector<float>& x, int64_t T, int64_t C, VideoMeta meta,
                        const std::string& ctx, bool multi) {
+      if (any) {
+        results.push_back({id, any->detect(x.data(), T, C, meta)});
+        return;
+      }
       auto sel = select_channels(x, T, C, cfg, ctx);
       models::DetectorOutput<float> raw;
-      auto dets = model->detect(sel.data(), T, cfg.input_dim, meta, det_.dump_heads.empty() ? nullptr : &raw);
-      if (!det_.dump_heads.empty()) {
+      auto dets = detector->detect(sel.data(), T, cfg.input_dim, meta, &raw);
+      {
         for (size_t l = 0; l < raw.cls_logits.size(); ++l) {
           const int64_t len = raw.lengths[l][0];
           std::string pre = multi ? id + "/" : "";
