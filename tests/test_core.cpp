@@ -1,7 +1,7 @@
 // Tensor core, thread pool, GEMM, autograd engine and conv1d.
 #include <doctest/doctest.h>
 
-#include "flowless/ops/conv1d.hpp"
+#include <flowless/flowless.hpp>
 #include "gradcheck.hpp"
 
 using namespace flowless;
