@@ -1,0 +1,275 @@
+// bench/bench_ops.cpp - Google Benchmark micro-benchmarks of the hot ops at
+// the THUMOS ActionFormer sizes (C = 512, T = 2304, 4 heads, window 19).
+//
+// Threads: FLOWLESS_THREADS (default 1) -> flowless::set_num_threads. Every
+// benchmark uses wall-clock time (UseRealTime), so GFLOP/s counts all threads.
+// Counters:
+//   GFLOP/s  (benchmark::Counter, kIsIterationInvariantRate): the op's
+//            arithmetic FLOPs per call / wall time. For GEMM-shaped ops
+//            (conv1d, GEMM, attention) 2 FLOPs per multiply-add; for the
+//            memory-bound ops (layer norm, GELU, max-pool, focal loss) a
+//            nominal count given next to each benchmark - compare those by
+//            bytes_per_second instead.
+// The GEMM baseline of the same shape as conv1d (M = 2304, K = 1536, N = 512)
+// runs in the same binary: BM_GemmEigen is one plain single-threaded Eigen
+// product, BM_GemmCpu is flowless::cpu::gemm (Eigen tiles over the pool).
+//
+// Usage: FLOWLESS_THREADS=2 flowless_bench_ops [--benchmark_filter=Conv]
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "flowless/backend/cpu_gemm.hpp"
+#include "flowless/core/random.hpp"
+#include "flowless/ops/activations.hpp"
+#include "flowless/ops/conv1d.hpp"
+#include "flowless/ops/layer_norm.hpp"
+#include "flowless/ops/local_attention.hpp"
+#include "flowless/ops/losses.hpp"
+#include "flowless/ops/pooling.hpp"
+
+using namespace flowless;
+
+namespace {
+
+constexpr int64_t kT = 2304, kC = 512, kHeads = 4, kWindow = 19;
+
+Tensor<float> randn(const Shape& s, uint64_t seed, double scale = 1.0) {
+  Rng rng(seed);
+  Tensor<float> t(s);
+  float* p = t.data();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float(rng.normal() * scale);
+  return t;
+}
+
+void set_flops(benchmark::State& st, double flops_per_call) {
+  st.counters["GFLOP/s"] = benchmark::Counter(flops_per_call / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+void set_bytes(benchmark::State& st, double bytes_per_call) {
+  st.SetBytesProcessed(int64_t(bytes_per_call * double(st.iterations())));
+}
+
+/// Runs the recorded op's own backward closure (not the whole graph walk):
+/// out.grad = seed, then backward_fn(out). Input gradients accumulate.
+void run_backward(const Var<float>& y, const Tensor<float>& seed) {
+  Node<float>& n = *y.node();
+  n.grad = seed;
+  n.backward_fn(n);
+}
+
+// ---- conv1d (C=512 -> 512, k=3, pad 1, T=2304): the heads' and embedding's conv ----
+void BM_Conv1dForward(benchmark::State& st) {
+  const int64_t Cin = st.range(0), K = 3;
+  Var<float> x(randn(Shape{1, kT, Cin}, 1));
+  Var<float> w(randn(Shape{kC, Cin, K}, 2, 0.02));
+  Conv1dOptions o;
+  o.padding = 1;
+  o.lengths = {int(kT)};
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(conv1d(x, w, Var<float>(), o).value().data());
+  set_flops(st, 2.0 * kT * kC * Cin * K);
+}
+BENCHMARK(BM_Conv1dForward)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_Conv1dBackward(benchmark::State& st) {
+  const int64_t Cin = st.range(0), K = 3;
+  Var<float> x = Var<float>::parameter(randn(Shape{1, kT, Cin}, 1));
+  Var<float> w = Var<float>::parameter(randn(Shape{kC, Cin, K}, 2, 0.02));
+  Conv1dOptions o;
+  o.padding = 1;
+  o.lengths = {int(kT)};
+  Var<float> y = conv1d(x, w, Var<float>(), o);
+  Tensor<float> seed = randn(y.shape(), 3);
+  for (auto _ : st) run_backward(y, seed);
+  set_flops(st, 2.0 * 2.0 * kT * kC * Cin * K);  // dx and dW
+}
+BENCHMARK(BM_Conv1dBackward)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- the GEMM baseline of the conv's shape: (2304 x 1536) * (1536 x 512) ----
+void BM_GemmEigen(benchmark::State& st) {
+  const int64_t M = kT, K = 3 * st.range(0), N = kC;
+  Tensor<float> A = randn(Shape{M, K}, 4), B = randn(Shape{K, N}, 5, 0.02), C(Shape{M, N});
+  for (auto _ : st) {
+    cpu::gemm_serial<float>(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+  }
+  set_flops(st, 2.0 * M * N * K);
+}
+BENCHMARK(BM_GemmEigen)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_GemmCpu(benchmark::State& st) {
+  const int64_t M = kT, K = 3 * st.range(0), N = kC;
+  Tensor<float> A = randn(Shape{M, K}, 4), B = randn(Shape{K, N}, 5, 0.02), C(Shape{M, N});
+  for (auto _ : st) {
+    cpu::gemm<float>(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+  }
+  set_flops(st, 2.0 * M * N * K);
+}
+BENCHMARK(BM_GemmCpu)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- 1x1 conv (the q/k/v/proj projections and the MLP): a plain GEMM ----
+void BM_Conv1x1Forward(benchmark::State& st) {
+  const int64_t Cin = st.range(0), Cout = st.range(1);
+  Var<float> x(randn(Shape{1, kT, Cin}, 1));
+  Var<float> w(randn(Shape{Cout, Cin, 1}, 2, 0.02));
+  Var<float> b(randn(Shape{Cout}, 3));
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(conv1d(x, w, b, Conv1dOptions{}).value().data());
+  set_flops(st, 2.0 * kT * Cout * Cin);
+}
+BENCHMARK(BM_Conv1x1Forward)->Args({512, 2048})->Args({2048, 512})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- local attention (C=512, 4 heads, window 19, T=2304) ----
+// forward: q.k (2 W C per query) + p.v (2 W C) = 4 T W C
+// backward: dP = dy.v, dq, dk, dv: 8 T W C
+void BM_LocalAttentionForward(benchmark::State& st) {
+  Var<float> q(randn(Shape{1, kT, kC}, 6)), k(randn(Shape{1, kT, kC}, 7)), v(randn(Shape{1, kT, kC}, 8));
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(local_attention(q, k, v, kHeads, kWindow, {int(kT - 100)}).value().data());
+  set_flops(st, 4.0 * kT * kWindow * kC);
+}
+BENCHMARK(BM_LocalAttentionForward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_LocalAttentionForwardRecord(benchmark::State& st) {  // training forward (keeps probabilities)
+  Var<float> q = Var<float>::parameter(randn(Shape{1, kT, kC}, 6));
+  Var<float> k = Var<float>::parameter(randn(Shape{1, kT, kC}, 7));
+  Var<float> v = Var<float>::parameter(randn(Shape{1, kT, kC}, 8));
+  for (auto _ : st) benchmark::DoNotOptimize(local_attention(q, k, v, kHeads, kWindow, {int(kT - 100)}).value().data());
+  set_flops(st, 4.0 * kT * kWindow * kC);
+}
+BENCHMARK(BM_LocalAttentionForwardRecord)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_LocalAttentionBackward(benchmark::State& st) {
+  Var<float> q = Var<float>::parameter(randn(Shape{1, kT, kC}, 6));
+  Var<float> k = Var<float>::parameter(randn(Shape{1, kT, kC}, 7));
+  Var<float> v = Var<float>::parameter(randn(Shape{1, kT, kC}, 8));
+  Var<float> y = local_attention(q, k, v, kHeads, kWindow, {int(kT - 100)});
+  Tensor<float> seed = randn(y.shape(), 9);
+  for (auto _ : st) run_backward(y, seed);
+  set_flops(st, 8.0 * kT * kWindow * kC);
+}
+BENCHMARK(BM_LocalAttentionBackward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- layer norm over C=512 (nominal 8 FLOPs per element) ----
+void BM_LayerNormForward(benchmark::State& st) {
+  Var<float> x(randn(Shape{1, kT, kC}, 10)), g(randn(Shape{kC}, 11)), b(randn(Shape{kC}, 12));
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(layer_norm(x, g, b).value().data());
+  set_flops(st, 8.0 * kT * kC);
+  set_bytes(st, 2.0 * 4 * kT * kC);
+}
+BENCHMARK(BM_LayerNormForward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_LayerNormBackward(benchmark::State& st) {
+  Var<float> x = Var<float>::parameter(randn(Shape{1, kT, kC}, 10));
+  Var<float> g = Var<float>::parameter(randn(Shape{kC}, 11)), b = Var<float>::parameter(randn(Shape{kC}, 12));
+  Var<float> y = layer_norm(x, g, b);
+  Tensor<float> seed = randn(y.shape(), 13);
+  for (auto _ : st) run_backward(y, seed);
+  set_flops(st, 12.0 * kT * kC);
+  set_bytes(st, 4.0 * 4 * kT * kC);  // read x, dy, dx; write dx
+}
+BENCHMARK(BM_LayerNormBackward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- depthwise strided conv (the attention's q/k/v conv at a branch level): k3, s2, groups C ----
+void BM_DepthwiseConvStride2(benchmark::State& st) {
+  Var<float> x(randn(Shape{1, kT, kC}, 14));
+  Var<float> w(randn(Shape{kC, 1, 3}, 15, 0.5));
+  Conv1dOptions o;
+  o.stride = 2;
+  o.padding = 1;
+  o.groups = int(kC);
+  o.lengths = {int(kT)};
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(conv1d(x, w, Var<float>(), o).value().data());
+  set_flops(st, 2.0 * (kT / 2) * kC * 3);
+  set_bytes(st, 4.0 * (kT + kT / 2) * kC);
+}
+BENCHMARK(BM_DepthwiseConvStride2)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_DepthwiseConvStride2Backward(benchmark::State& st) {
+  Var<float> x = Var<float>::parameter(randn(Shape{1, kT, kC}, 14));
+  Var<float> w = Var<float>::parameter(randn(Shape{kC, 1, 3}, 15, 0.5));
+  Conv1dOptions o;
+  o.stride = 2;
+  o.padding = 1;
+  o.groups = int(kC);
+  o.lengths = {int(kT)};
+  Var<float> y = conv1d(x, w, Var<float>(), o);
+  Tensor<float> seed = randn(y.shape(), 16);
+  for (auto _ : st) run_backward(y, seed);
+  set_flops(st, 2.0 * 2.0 * (kT / 2) * kC * 3);
+  set_bytes(st, 4.0 * (2 * kT + kT / 2) * kC);
+}
+BENCHMARK(BM_DepthwiseConvStride2Backward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- max-pool k3 s2 p1 (the branch skip; 2 comparisons per output) ----
+void BM_MaxPool(benchmark::State& st) {
+  Var<float> x(randn(Shape{1, kT, kC}, 17));
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(max_pool1d(x, 3, 2, 1).value().data());
+  set_flops(st, 2.0 * (kT / 2) * kC);
+  set_bytes(st, 4.0 * (kT + kT / 2) * kC);
+}
+BENCHMARK(BM_MaxPool)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- GELU on the MLP's hidden (T, 4C) (nominal 20 FLOPs per element for erf) ----
+void BM_GeluForward(benchmark::State& st) {
+  Var<float> x(randn(Shape{1, kT, 4 * kC}, 18));
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(gelu(x).value().data());
+  set_flops(st, 20.0 * kT * 4 * kC);
+  set_bytes(st, 2.0 * 4 * kT * 4 * kC);
+}
+BENCHMARK(BM_GeluForward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_GeluBackward(benchmark::State& st) {
+  Var<float> x = Var<float>::parameter(randn(Shape{1, kT, 4 * kC}, 18));
+  Var<float> y = gelu(x);
+  Tensor<float> seed = randn(y.shape(), 19);
+  for (auto _ : st) run_backward(y, seed);
+  set_flops(st, 30.0 * kT * 4 * kC);
+  set_bytes(st, 4.0 * 4 * kT * 4 * kC);
+}
+BENCHMARK(BM_GeluBackward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- sigmoid focal loss on a training batch's logits: (2, 4536 points, 20 classes) ----
+// nominal 30 FLOPs per element (sigmoid, BCE, power, alpha weighting)
+void BM_FocalLoss(benchmark::State& st) {
+  const int64_t N = 2 * 4536, Cl = 20;
+  Var<float> x = Var<float>::parameter(randn(Shape{N, Cl}, 20, 3.0));
+  Tensor<float> y = Tensor<float>::zeros(Shape{N, Cl});
+  Rng rng(21);
+  for (int64_t i = 0; i < N; ++i)
+    if (rng.uniform() < 0.05) y[i * Cl + rng.randint(0, Cl - 1)] = 1.f;
+  const bool backward_too = st.range(0) != 0;
+  for (auto _ : st) {
+    Var<float> l = sigmoid_focal_loss(x, y);
+    if (backward_too) {
+      x.zero_grad();
+      backward(l);
+    }
+    benchmark::DoNotOptimize(l.value().data());
+  }
+  set_flops(st, (backward_too ? 70.0 : 30.0) * N * Cl);
+}
+BENCHMARK(BM_FocalLoss)->Arg(0)->Arg(1)->ArgName("backward")->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 1;
+  if (const char* e = std::getenv("FLOWLESS_THREADS")) threads = std::max(1, std::atoi(e));
+  flowless::set_num_threads(threads);
+  benchmark::AddCustomContext("flowless_threads", std::to_string(threads));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
