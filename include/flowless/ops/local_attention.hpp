@@ -86,6 +86,25 @@ inline void attn_softmax(T* s, int64_t n) {
   for (int64_t o = 0; o < n; ++o) s[o] *= inv;
 }
 
+/// Softmax of a long row (global attention): Eigen's vectorised exp, fixed-order sum.
+template <class T>
+inline void attn_softmax_long(T* s, int64_t n) {
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> r(s, n);
+  const T m = r.maxCoeff();
+  r = (r - m).exp();
+  constexpr int L = 16;
+  T acc[L] = {};
+  int64_t o = 0;
+  for (; o + L <= n; o += L)
+    for (int l = 0; l < L; ++l) acc[l] += s[o + l];
+  for (int l = 0; l < L / 2; ++l) acc[l] += acc[l + L / 2];
+  for (int l = 0; l < L / 4; ++l) acc[l] += acc[l + L / 4];
+  T sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+  for (; o < n; ++o) sum += s[o];
+  const T inv = T(1) / sum;
+  for (o = 0; o < n; ++o) s[o] *= inv;
+}
+
 inline std::vector<int64_t> attn_valid_lengths(const std::vector<int>& lengths, int64_t B, int64_t Tn) {
   FLOWLESS_CHECK(lengths.empty() || int64_t(lengths.size()) == B, "local_attention: ", lengths.size(),
                  " lengths for batch ", B);
@@ -224,9 +243,16 @@ Var<T> local_attention_global(const Var<T>& q, const Var<T>& k, const Var<T>& v,
   std::vector<int64_t> poff(static_cast<size_t>(B * H + 1), 0);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) poff[b * H + h + 1] = poff[b * H + h] + Lv[b] * Lv[b];
-  auto Pbuf = std::make_shared<std::vector<T>>();
-  std::vector<T> scratch;
-  if (record) Pbuf->resize(static_cast<size_t>(poff.back()));
+  // 64-byte aligned buffers (Tensor storage): Eigen's vectorised exp then
+  // splits every row the same way on every call.
+  Tensor<T> Pbuf, scratch;
+  if (record) {
+    Pbuf = Tensor<T>(Shape{std::max<int64_t>(poff.back(), 1)});
+  } else {
+    int64_t maxL = 0;
+    for (int64_t b = 0; b < B; ++b) maxL = std::max(maxL, Lv[b]);
+    scratch = Tensor<T>(Shape{std::max<int64_t>(maxL * maxL, 1)});
+  }
   Tensor<T> Qs(Shape{B, Tn, C});
   {
     const T* qd = Q.data();
@@ -240,16 +266,10 @@ Var<T> local_attention_global(const Var<T>& q, const Var<T>& k, const Var<T>& v,
     if (L == 0) continue;
     const int64_t base = b * Tn * C;
     for (int64_t h = 0; h < H; ++h) {
-      T* S;
-      if (record) {
-        S = Pbuf->data() + poff[b * H + h];
-      } else {
-        scratch.resize(static_cast<size_t>(L * L));
-        S = scratch.data();
-      }
+      T* S = record ? Pbuf.data() + poff[b * H + h] : scratch.data();
       cpu::gemm<T>(false, true, L, L, d, T(1), Qs.data() + base + h * d, C, K.data() + base + h * d, C, T(0), S, L);
       parallel_for(L, 16, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) attn_softmax(S + i * L, L);
+        for (int64_t i = i0; i < i1; ++i) attn_softmax_long(S + i * L, L);
       });
       cpu::gemm<T>(false, false, L, d, L, T(1), S, L, V.data() + base + h * d, C, T(0), Y.data() + base + h * d, C);
     }
@@ -263,24 +283,24 @@ Var<T> local_attention_global(const Var<T>& q, const Var<T>& k, const Var<T>& v,
     T* dq = need_q ? out.input_grad(0).data() : nullptr;
     T* dk = need_k ? out.input_grad(1).data() : nullptr;
     T* dv = need_v ? out.input_grad(2).data() : nullptr;
-    std::vector<T> dS;
+    int64_t maxL = 0;
+    for (int64_t b = 0; b < B; ++b) maxL = std::max(maxL, Lv[b]);
+    std::vector<T> dS(static_cast<size_t>(maxL * maxL));
     for (int64_t b = 0; b < B; ++b) {
       const int64_t L = Lv[b];
       if (L == 0) continue;
       const int64_t base = b * Tn * C;
       for (int64_t h = 0; h < H; ++h) {
-        const T* P = Pbuf->data() + poff[b * H + h];
+        const T* P = Pbuf.data() + poff[b * H + h];
         const int64_t o = base + h * d;
         if (dv) cpu::gemm<T>(true, false, L, d, L, T(1), P, L, dy + o, C, T(1), dv + o, C);
         if (!dq && !dk) continue;
-        dS.resize(static_cast<size_t>(L * L));
         cpu::gemm<T>(false, true, L, L, d, T(1), dy + o, C, vd + o, C, T(0), dS.data(), L);
         parallel_for(L, 16, [&](int64_t i0, int64_t i1) {
           for (int64_t i = i0; i < i1; ++i) {
             const T* pr = P + i * L;
             T* sr = dS.data() + i * L;
-            T dot_pdp = 0;
-            for (int64_t j = 0; j < L; ++j) dot_pdp += pr[j] * sr[j];
+            const T dot_pdp = attn_dot(pr, sr, L);
             for (int64_t j = 0; j < L; ++j) sr[j] = pr[j] * (sr[j] - dot_pdp);
           }
         });

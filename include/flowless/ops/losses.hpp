@@ -16,10 +16,13 @@
 // sigmoid_focal_loss and ctr_diou_loss_1d of libs/modeling/losses.py); the
 // sum is accumulated in double per fixed chunk of rows and the chunk sums are
 // added in chunk order, so the result does not depend on the thread count.
+// The element-wise transcendental functions are Eigen's vectorised ones
+// (within an ulp or so of PyTorch's).
 // Gradients follow PyTorch's autograd formulas (torch.min/max split the
 // gradient evenly on ties; clamp(min=eps) passes it where x >= eps).
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -29,6 +32,11 @@
 namespace flowless {
 
 namespace detail {
+
+template <class T>
+using LossArr = Eigen::Array<T, Eigen::Dynamic, 1>;
+template <class T>
+using LossMap = Eigen::Map<const LossArr<T>>;
 
 /// Rows (slices along the last dimension) and their length.
 template <class T>
@@ -44,14 +52,37 @@ inline void loss_check(const char* name, const Tensor<T>& x, const Tensor<T>& t,
                  " rows");
 }
 
-/// Chunked deterministic sum: row_sum(r) returns a double for row r.
-template <class F>
-double loss_sum_rows(int64_t rows, int64_t cols, F&& row_sum) {
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1));
+/// Sum of p[0:n] in double with a fixed order (8 lanes, then a fixed tree, then the tail).
+template <class T>
+inline double sum_as_double(const T* p, int64_t n) {
+  double acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += double(p[i + l]);
+  double s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += double(p[i]);
+  return s;
+}
+
+inline int64_t loss_grain(int64_t cols) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)); }
+
+/// sum_r w_r * sum_c term(r, c). terms(off, n, out) writes the terms of the flat
+/// elements [off, off + n) into out (an aligned Eigen array, so Eigen's
+/// vectorised loops start at element 0 whatever the inputs' addresses).
+/// Fixed chunks of rows, per-chunk double sums added in chunk order.
+template <class T, class Terms>
+double loss_sum(int64_t rows, int64_t cols, const std::vector<T>& w, Terms&& terms) {
+  const int64_t grain = loss_grain(cols);
   std::vector<double> part(static_cast<size_t>(ThreadPool::num_chunks(rows, grain)), 0.0);
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    LossArr<T> buf;
+    terms(r0 * cols, (r1 - r0) * cols, buf);
     double s = 0;
-    for (int64_t r = r0; r < r1; ++r) s += row_sum(r);
+    if (w.empty()) {
+      s = sum_as_double(buf.data(), (r1 - r0) * cols);
+    } else {
+      for (int64_t r = r0; r < r1; ++r) s += double(w[r]) * sum_as_double(buf.data() + (r - r0) * cols, cols);
+    }
     part[r0 / grain] = s;
   });
   double total = 0;
@@ -59,13 +90,19 @@ double loss_sum_rows(int64_t rows, int64_t cols, F&& row_sum) {
   return total;
 }
 
-/// Element-wise backward: g(r, c) gives d(loss)/dx for element (r, c) without the seed.
-template <class T, class F>
-void loss_backward_rows(T* dx, int64_t rows, int64_t cols, F&& g) {
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1));
+/// dx[r, c] += g * w_r * dterm(r, c); grads(off, n, out) writes dterm for the flat elements [off, off + n).
+template <class T, class Grads>
+void loss_grad(T* dx, int64_t rows, int64_t cols, const std::vector<T>& w, T g, Grads&& grads) {
+  const int64_t grain = loss_grain(cols);
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = 0; c < cols; ++c) dx[r * cols + c] += g(r, c);
+    LossArr<T> buf;
+    grads(r0 * cols, (r1 - r0) * cols, buf);
+    for (int64_t r = r0; r < r1; ++r) {
+      const T gw = w.empty() ? g : g * w[r];
+      const T* src = buf.data() + (r - r0) * cols;
+      T* dst = dx + r * cols;
+      for (int64_t c = 0; c < cols; ++c) dst[c] += gw * src[c];
+    }
   });
 }
 
@@ -83,14 +120,6 @@ inline Tensor<T> loss_scalar(double v) {
   return t;
 }
 
-/// PyTorch's binary_cross_entropy_with_logits element (no pos_weight), in its
-/// operation order: m = max(-x, 0); (1 - y) * x + m + log(exp(-m) + exp(-x - m)).
-template <class T>
-inline T bce_logits_elem(T x, T y) {
-  const T m = std::max(-x, T(0));
-  return ((T(1) - y) * x + m) + std::log(std::exp(-m) + std::exp(-x - m));
-}
-
 /// PyTorch's pow(x, scalar) special cases (x*x for 2, ...).
 template <class T>
 inline T pow_scalar(T x, T e) {
@@ -100,6 +129,20 @@ inline T pow_scalar(T x, T e) {
   if (e == T(0)) return T(1);
   if (e == T(0.5)) return std::sqrt(x);
   return std::pow(x, e);
+}
+
+template <class T>
+inline LossArr<T> pow_array(const LossArr<T>& m, T e) {
+  if (e == T(2)) return m * m;
+  return m.unaryExpr([e](T v) { return pow_scalar(v, e); });
+}
+
+/// PyTorch's binary_cross_entropy_with_logits element (no pos_weight) in its
+/// operation order: mx = max(-x, 0); (1 - y) * x + mx + log(exp(-mx) + exp(-x - mx)).
+/// exp(-mx) + exp(-x - mx) is exactly 1 + exp(-|x|) (one of the two is exp(0)).
+template <class T, class XE, class YE>
+inline LossArr<T> bce_logits_terms(const XE& X, const YE& Y) {
+  return ((T(1) - Y) * X + (-X).max(T(0))) + (T(1) + (-X.abs()).exp()).log();
 }
 
 /// d/dx of torch.minimum(x, o) (is_min) or torch.maximum: 1, 1/2 on ties, 0.
@@ -116,50 +159,42 @@ inline T minmax_grad(T x, T o, bool is_min) {
 /// alpha_t = alpha*y + (1-alpha)*(1-y) when alpha >= 0.
 template <class T>
 Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alpha = T(0.25), T gamma = T(2)) {
+  using A = detail::LossArr<T>;
+  using M = detail::LossMap<T>;
   const Tensor<T>& X = logits.value();
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
   detail::loss_check("sigmoid_focal_loss", X, targets, 0, rows);
   const T one_m_alpha = T(1.0 - double(alpha));
   const bool use_alpha = alpha >= T(0);
-  auto elem = [=](T x, T y) {
-    const T p = T(1) / (T(1) + std::exp(-x));
-    const T ce = detail::bce_logits_elem(x, y);
-    const T p_t = p * y + (T(1) - p) * (T(1) - y);
-    T loss = ce * detail::pow_scalar(T(1) - p_t, gamma);
-    if (use_alpha) loss = (alpha * y + one_m_alpha * (T(1) - y)) * loss;
-    return loss;
-  };
   const T* xd = X.data();
   const T* yd = targets.data();
-  const double total = detail::loss_sum_rows(rows, cols, [&](int64_t r) {
-    double s = 0;
-    for (int64_t c = 0; c < cols; ++c) s += double(elem(xd[r * cols + c], yd[r * cols + c]));
-    return s;
+  const double total = detail::loss_sum<T>(rows, cols, {}, [&](int64_t off, int64_t n, A& out) {
+    M x(xd + off, n), y(yd + off, n);
+    const A p = (T(1) + (-x).exp()).inverse();
+    const A ce = detail::bce_logits_terms<T>(x, y);
+    const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
+    out = ce * detail::pow_array(m, gamma);
+    if (use_alpha) out = (alpha * y + one_m_alpha * (T(1) - y)) * out;
   });
   return make_op<T>(detail::loss_scalar<T>(total), {logits}, "sigmoid_focal_loss",
-                    [=, Y = detail::loss_keep(targets, logits)](Node<T>& out) {
+                    [=, Yk = detail::loss_keep(targets, logits)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
-    const T g = out.grad[0];
-    const T* x = out.inputs[0]->value.data();
-    const T* y = Y.data();
-    detail::loss_backward_rows(out.input_grad(0).data(), rows, cols, [&](int64_t r, int64_t c) {
-      const T xv = x[r * cols + c], yv = y[r * cols + c];
-      const T p = T(1) / (T(1) + std::exp(-xv));
-      const T ce = detail::bce_logits_elem(xv, yv);
-      const T p_t = p * yv + (T(1) - p) * (T(1) - yv);
-      const T m = T(1) - p_t;
-      const T ga = use_alpha ? g * (alpha * yv + one_m_alpha * (T(1) - yv)) : g;
-      const T d_ce = ga * detail::pow_scalar(m, gamma);
-      const T d_mg = ga * ce;
-      const T d_m = gamma == T(0) ? T(0) : d_mg * gamma * detail::pow_scalar(m, gamma - T(1));
-      const T d_pt = -d_m;
-      const T d_p = d_pt * yv - d_pt * (T(1) - yv);
-      return d_ce * (p - yv) + d_p * (p * (T(1) - p));
+    const T* xv = out.inputs[0]->value.data();
+    const T* yv = Yk.data();
+    detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, {}, out.grad[0], [&](int64_t off, int64_t n, A& d) {
+      M x(xv + off, n), y(yv + off, n);
+      const A p = (T(1) + (-x).exp()).inverse();
+      const A ce = detail::bce_logits_terms<T>(x, y);
+      const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
+      const A at = use_alpha ? A(alpha * y + one_m_alpha * (T(1) - y)) : A(A::Ones(n));
+      const A d_ce = at * detail::pow_array(m, gamma);
+      const A d_pt = gamma == T(0) ? A(A::Zero(n)) : A(-(at * ce * gamma * detail::pow_array(m, gamma - T(1))));
+      // p_t = p*y + (1-p)*(1-y); ce'(x) = p - y; sigmoid'(x) = p (1 - p)
+      d = d_ce * (p - y) + (d_pt * y - d_pt * (T(1) - y)) * (p * (T(1) - p));
     });
   });
 }
-
 /// ctr_diou_loss_1d, summed over rows: pred/target (N, 2) = (left, right)
 /// distances from the same point.
 template <class T>
@@ -170,19 +205,24 @@ Var<T> diou_loss_1d(const Var<T>& pred, const Tensor<T>& target, T eps = T(1e-8)
   const int64_t N = X.size(0);
   const T* xd = X.data();
   const T* td = target.data();
-  const double total = detail::loss_sum_rows(N, 2, [&](int64_t r) {
-    const T lp = xd[2 * r], rp = xd[2 * r + 1], lg = td[2 * r], rg = td[2 * r + 1];
-    const T lkis = std::min(lp, lg), rkis = std::min(rp, rg);
-    const T intsct = rkis + lkis;
-    const T unio = (lp + rp) + (lg + rg) - intsct;
-    const T iou = intsct / std::max(unio, eps);
-    const T lc = std::max(lp, lg), rc = std::max(rp, rg);
-    const T len_c = lc + rc;
-    const T rho = T(0.5) * (rp - lp - rg + lg);
-    const T ratio = rho / std::max(len_c, eps);
-    return double((T(1) - iou) + ratio * ratio);
+  // One "row" per segment: loss_sum over N rows of one term each.
+  const double total = detail::loss_sum<T>(N, 1, {}, [&](int64_t r0, int64_t n, detail::LossArr<T>& out) {
+    out.resize(n);
+    for (int64_t r = r0; r < r0 + n; ++r) {
+      const T lp = xd[2 * r], rp = xd[2 * r + 1], lg = td[2 * r], rg = td[2 * r + 1];
+      const T lkis = std::min(lp, lg), rkis = std::min(rp, rg);
+      const T intsct = rkis + lkis;
+      const T unio = (lp + rp) + (lg + rg) - intsct;
+      const T iou = intsct / std::max(unio, eps);
+      const T lc = std::max(lp, lg), rc = std::max(rp, rg);
+      const T len_c = lc + rc;
+      const T rho = T(0.5) * (rp - lp - rg + lg);
+      const T ratio = rho / std::max(len_c, eps);
+      out[r - r0] = (T(1) - iou) + ratio * ratio;
+    }
   });
-  return make_op<T>(detail::loss_scalar<T>(total), {pred}, "diou_loss_1d", [=, Tg = detail::loss_keep(target, pred)](Node<T>& out) {
+  return make_op<T>(detail::loss_scalar<T>(total), {pred}, "diou_loss_1d",
+                    [=, Tg = detail::loss_keep(target, pred)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
     const T g = out.grad[0];
     const T* x = out.inputs[0]->value.data();
@@ -225,29 +265,24 @@ Var<T> diou_loss_1d(const Var<T>& pred, const Tensor<T>& target, T eps = T(1e-8)
 /// Sum over rows r of w_r * sum_c (x - t)^2.
 template <class T>
 Var<T> mse_loss(const Var<T>& x, const Tensor<T>& target, const std::vector<T>& row_weight = {}) {
+  using A = detail::LossArr<T>;
+  using M = detail::LossMap<T>;
   const Tensor<T>& X = x.value();
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
   detail::loss_check("mse_loss", X, target, row_weight.size(), rows);
   const T* xd = X.data();
   const T* td = target.data();
-  const double total = detail::loss_sum_rows(rows, cols, [&](int64_t r) {
-    double s = 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const T e = xd[r * cols + c] - td[r * cols + c];
-      s += double(e * e);
-    }
-    return row_weight.empty() ? s : double(row_weight[r]) * s;
+  const double total = detail::loss_sum<T>(rows, cols, row_weight, [&](int64_t off, int64_t n, A& out) {
+    out = (M(xd + off, n) - M(td + off, n)).square();
   });
-  return make_op<T>(detail::loss_scalar<T>(total), {x}, "mse_loss", [=, Tg = detail::loss_keep(target, x)](Node<T>& out) {
+  return make_op<T>(detail::loss_scalar<T>(total), {x}, "mse_loss",
+                    [=, Tk = detail::loss_keep(target, x)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
-    const T g = out.grad[0];
     const T* xv = out.inputs[0]->value.data();
-    const T* t = Tg.data();
-    detail::loss_backward_rows(out.input_grad(0).data(), rows, cols, [&](int64_t r, int64_t c) {
-      const T gw = row_weight.empty() ? g : g * row_weight[r];
-      return gw * (T(2) * (xv[r * cols + c] - t[r * cols + c]));
-    });
+    const T* tv = Tk.data();
+    detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, row_weight, out.grad[0],
+                         [&](int64_t off, int64_t n, A& d) { d = T(2) * (M(xv + off, n) - M(tv + off, n)); });
   });
 }
 
@@ -255,30 +290,25 @@ Var<T> mse_loss(const Var<T>& x, const Tensor<T>& target, const std::vector<T>& 
 /// per element as PyTorch: (1 - y) * x + m + log(exp(-m) + exp(-x - m)), m = max(-x, 0).
 template <class T>
 Var<T> bce_with_logits(const Var<T>& logits, const Tensor<T>& target_probs, const std::vector<T>& row_weight = {}) {
+  using A = detail::LossArr<T>;
+  using M = detail::LossMap<T>;
   const Tensor<T>& X = logits.value();
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
   detail::loss_check("bce_with_logits", X, target_probs, row_weight.size(), rows);
   const T* xd = X.data();
   const T* td = target_probs.data();
-  const double total = detail::loss_sum_rows(rows, cols, [&](int64_t r) {
-    double s = 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const T xv = xd[r * cols + c], y = td[r * cols + c];
-      s += double(detail::bce_logits_elem(xv, y));
-    }
-    return row_weight.empty() ? s : double(row_weight[r]) * s;
+  const double total = detail::loss_sum<T>(rows, cols, row_weight, [&](int64_t off, int64_t n, A& out) {
+    out = detail::bce_logits_terms<T>(M(xd + off, n), M(td + off, n));
   });
   return make_op<T>(detail::loss_scalar<T>(total), {logits}, "bce_with_logits",
-                    [=, Tg = detail::loss_keep(target_probs, logits)](Node<T>& out) {
+                    [=, Tk = detail::loss_keep(target_probs, logits)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
-    const T g = out.grad[0];
     const T* xv = out.inputs[0]->value.data();
-    const T* t = Tg.data();
-    detail::loss_backward_rows(out.input_grad(0).data(), rows, cols, [&](int64_t r, int64_t c) {
-      const T gw = row_weight.empty() ? g : g * row_weight[r];
-      const T p = T(1) / (T(1) + std::exp(-xv[r * cols + c]));
-      return gw * (p - t[r * cols + c]);
+    const T* tv = Tk.data();
+    detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, row_weight, out.grad[0],
+                         [&](int64_t off, int64_t n, A& d) {
+      d = (T(1) + (-M(xv + off, n)).exp()).inverse() - M(tv + off, n);
     });
   });
 }
@@ -286,26 +316,25 @@ Var<T> bce_with_logits(const Var<T>& logits, const Tensor<T>& target_probs, cons
 /// Sum over rows r of w_r * sum_c |x - t| (gradient sign(x - t), 0 at 0).
 template <class T>
 Var<T> l1_loss(const Var<T>& x, const Tensor<T>& target, const std::vector<T>& row_weight = {}) {
+  using A = detail::LossArr<T>;
+  using M = detail::LossMap<T>;
   const Tensor<T>& X = x.value();
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
   detail::loss_check("l1_loss", X, target, row_weight.size(), rows);
   const T* xd = X.data();
   const T* td = target.data();
-  const double total = detail::loss_sum_rows(rows, cols, [&](int64_t r) {
-    double s = 0;
-    for (int64_t c = 0; c < cols; ++c) s += double(std::abs(xd[r * cols + c] - td[r * cols + c]));
-    return row_weight.empty() ? s : double(row_weight[r]) * s;
+  const double total = detail::loss_sum<T>(rows, cols, row_weight, [&](int64_t off, int64_t n, A& out) {
+    out = (M(xd + off, n) - M(td + off, n)).abs();
   });
-  return make_op<T>(detail::loss_scalar<T>(total), {x}, "l1_loss", [=, Tg = detail::loss_keep(target, x)](Node<T>& out) {
+  return make_op<T>(detail::loss_scalar<T>(total), {x}, "l1_loss",
+                    [=, Tk = detail::loss_keep(target, x)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
-    const T g = out.grad[0];
     const T* xv = out.inputs[0]->value.data();
-    const T* t = Tg.data();
-    detail::loss_backward_rows(out.input_grad(0).data(), rows, cols, [&](int64_t r, int64_t c) {
-      const T e = xv[r * cols + c] - t[r * cols + c];
-      const T gw = row_weight.empty() ? g : g * row_weight[r];
-      return e > T(0) ? gw : (e < T(0) ? -gw : T(0));
+    const T* tv = Tk.data();
+    detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, row_weight, out.grad[0],
+                         [&](int64_t off, int64_t n, A& d) {
+      d = (M(xv + off, n) - M(tv + off, n)).unaryExpr([](T e) { return e > T(0) ? T(1) : (e < T(0) ? T(-1) : T(0)); });
     });
   });
 }
