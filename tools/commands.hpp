@@ -109,6 +109,7 @@ class Commands {
     add_info(app);
     add_plot(app);
     add_demo(app);
+    add_experiment(app);
   }
 
  private:
@@ -137,7 +138,7 @@ class Commands {
       return 0;
     });
     s->add_option("--out", synth_.out, "output folder")->required();
-    s->add_option("--preset", synth_.preset, "tiny | default | thumos-like")->capture_default_str();
+    s->add_option("--preset", synth_.preset, "tiny | default | long | thumos-like")->capture_default_str();
     s->add_option("--seed", synth_.seed, "random seed")->capture_default_str();
     s->add_flag("--force", synth_.force, "overwrite a non-empty folder");
   }
@@ -298,6 +299,7 @@ class Commands {
                   secs, 100 * result.average_map);
       write_predictions_json(demo_.out + "/pred_" + run.mode + "_" + run.modality + ".json", preds, ann);
       table.push_back({run.name, result});
+      std::fflush(stdout);
     }
     std::string text = comparison_table(table);
     std::printf("\n%s", text.c_str());
@@ -313,6 +315,141 @@ class Commands {
                          eval::load_predictions(demo_.out + "/pred_dcd_rgb.json", ann), 12);
     std::printf("\nplots: %s/curves.svg, %s/timelines/index.html (DCD student)\n", demo_.out.c_str(), demo_.out.c_str());
     return 0;
+  }
+
+
+  // ---- experiment -------------------------------------------------------------
+  struct {
+    std::string out = "out/experiment", preset = "default", model_preset = "small", arch = "actionformer";
+    std::vector<std::string> variants{"rgb", "flow", "two-stream", "kd-plain", "dcd-concat", "dcd-laf"};
+    int seeds = 3, threads = 0, epochs = -1;
+    uint64_t data_seed = 1;
+  } exp_;
+  void add_experiment(CLI::App& app) {
+    auto* s = sub(app, "experiment",
+                  "the DCD comparison: every variant x seeds on one synthetic preset, mean +- std (resumable)",
+                  [this] { return experiment(); });
+    s->add_option("--out", exp_.out, "output folder (finished runs are reused)")->capture_default_str();
+    s->add_option("--preset", exp_.preset, "synthetic data preset")->capture_default_str();
+    s->add_option("--model-preset", exp_.model_preset, "model/training preset")->capture_default_str();
+    s->add_option("--arch", exp_.arch, "detector family of every model")->capture_default_str();
+    s->add_option("--variants", exp_.variants, "rgb flow two-stream kd-plain dcd-concat dcd-laf")->capture_default_str();
+    s->add_option("--seeds", exp_.seeds, "training seeds 1..N")->capture_default_str();
+    s->add_option("--epochs", exp_.epochs, "cosine epochs per model (default: preset)");
+    s->add_option("--threads", exp_.threads, "worker threads (default: all cores)");
+    s->add_option("--data-seed", exp_.data_seed, "seed of the synthetic data")->capture_default_str();
+  }
+  int experiment() {
+    const int threads = exp_.threads > 0 ? exp_.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const std::string data = exp_.out + "/data";
+    io::make_dirs(exp_.out);
+    if (!io::file_exists(data + "/dataset.json"))
+      data::write_synthetic_dataset(data, data::synth_preset(exp_.preset), exp_.data_seed, true);
+    data::Annotations ann = data::load_annotations(data + "/annotations.json");
+    auto tious = eval::parse_tiou_range("0.3:0.7:5");
+    std::map<std::string, std::vector<eval::DetectionResult>> results;
+    std::map<std::string, std::vector<double>> infer_secs, params;
+    for (int seed = 1; seed <= exp_.seeds; ++seed) {
+      const std::string sd = exp_.out + "/seed" + std::to_string(seed);
+      io::make_dirs(sd);
+      const std::string teacher = sd + "/flow.safetensors";
+      std::vector<std::string> order = exp_.variants;
+      // The flow detector is every distillation variant's teacher: train it first.
+      auto needs_teacher = std::any_of(order.begin(), order.end(), [](auto& v) { return v == "kd-plain" || v.rfind("dcd", 0) == 0; });
+      if (needs_teacher && std::find(order.begin(), order.end(), "flow") == order.end()) order.insert(order.begin(), "flow");
+      std::stable_partition(order.begin(), order.end(), [](auto& v) { return v == "flow"; });
+      for (auto& v : order) {
+        workflow::TrainRequest r;
+        r.data = data;
+        r.arch = exp_.arch;
+        r.preset = exp_.model_preset;
+        r.epochs = exp_.epochs;
+        r.seed = uint64_t(seed);
+        r.threads = threads;
+        r.teacher = teacher;
+        r.label = v + " seed " + std::to_string(seed);
+        r.out = v == "flow" ? teacher : sd + "/" + v + ".safetensors";
+        if (v == "rgb" || v == "flow" || v == "two-stream") {
+          r.mode = "detector";
+          r.modality = v;
+        } else if (v == "kd-plain") {
+          r.mode = "kd-plain";
+        } else if (v == "dcd-laf" || v == "dcd-concat") {
+          r.mode = "dcd";
+          r.fusion = v == "dcd-laf" ? "laf" : "concat";
+        } else {
+          FLOWLESS_FAIL("unknown variant '", v, "'");
+        }
+        const std::string result_file = sd + "/" + v + ".result.json";
+        if (!io::file_exists(result_file)) {
+          if (!io::file_exists(r.out)) workflow::train_model(r);
+          auto model = models::load_any_model<float>(r.out);
+          auto t0 = std::chrono::steady_clock::now();
+          auto preds = workflow::detect_split(*model, data, "test");
+          double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          auto res = eval::evaluate_detection(ann, "test", preds, tious);
+          json::Value j = eval::to_json(res);
+          j["inference_seconds"] = json::Value(secs);
+          j["parameters"] = json::Value(model->module().num_parameters());
+          io::write_file_atomic(result_file, json::dump(j, 1));
+        }
+        json::Value j = json::parse_file(result_file);
+        eval::DetectionResult res;
+        res.tiou_thresholds = tious;
+        for (auto& m : j.at("mAP").as_array()) res.map.push_back(m.as_number());
+        res.average_map = j.at("average_mAP").as_number();
+        if (std::find(exp_.variants.begin(), exp_.variants.end(), v) != exp_.variants.end()) {
+          results[v].push_back(res);
+          infer_secs[v].push_back(j.at("inference_seconds").as_number());
+          params[v].push_back(j.at("parameters").as_number());
+        }
+        std::printf("[experiment] %s seed %d: average mAP %.2f\n", v.c_str(), seed, 100 * res.average_map);
+        std::fflush(stdout);
+      }
+    }
+    std::string text = mean_std_table(exp_.variants, results, tious, infer_secs, params);
+    std::printf("\n%s", text.c_str());
+    io::write_file_atomic(exp_.out + "/results.md", text);
+    return 0;
+  }
+
+  static std::string mean_std_table(const std::vector<std::string>& variants,
+                                    std::map<std::string, std::vector<eval::DetectionResult>>& results,
+                                    const std::vector<double>& tious,
+                                    std::map<std::string, std::vector<double>>& secs,
+                                    std::map<std::string, std::vector<double>>& params) {
+    auto stats = [](const std::vector<double>& x) {
+      double m = 0, v = 0;
+      for (double a : x) m += a;
+      m /= double(x.size());
+      for (double a : x) v += (a - m) * (a - m);
+      double sd = x.size() > 1 ? std::sqrt(v / double(x.size() - 1)) : 0.0;
+      return std::pair<double, double>{m, sd};
+    };
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(2);
+    os << "| variant | runs |";
+    for (double t : tious) os << " mAP@" << std::setprecision(1) << t << std::setprecision(2) << " |";
+    os << " average | params | test-split inference (s) |\n|---|---|";
+    for (size_t i = 0; i < tious.size() + 3; ++i) os << "---|";
+    os << "\n";
+    for (auto& v : variants) {
+      auto& rs = results[v];
+      if (rs.empty()) continue;
+      os << "| " << v << " | " << rs.size() << " |";
+      for (size_t k = 0; k < tious.size(); ++k) {
+        std::vector<double> x;
+        for (auto& r : rs) x.push_back(100 * r.map[k]);
+        auto [m, sd] = stats(x);
+        os << " " << m << " ± " << sd << " |";
+      }
+      std::vector<double> avg;
+      for (auto& r : rs) avg.push_back(100 * r.average_map);
+      auto [m, sd] = stats(avg);
+      os << " **" << m << " ± " << sd << "** | " << std::setprecision(0) << params[v][0] << std::setprecision(2) << " | "
+         << stats(secs[v]).first << " |\n";
+    }
+    return os.str();
   }
 
   static void write_predictions_json(const std::string& path, const std::vector<eval::Prediction>& preds,

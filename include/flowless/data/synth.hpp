@@ -230,7 +230,32 @@ inline SynthConfig synth_preset(const std::string& name) {
     c.feature_dtype = "f16";
     return c;
   }
-  FLOWLESS_FAIL("synth_preset: unknown preset '", name, "' (known: tiny, default, thumos-like)");
+  if (name == "long") {
+    // A second benchmark with other statistics: fewer classes, longer videos
+    // and actions, longer appearance lead/lag, a different feature width.
+    c.name = "long";
+    c.num_train_videos = 120;
+    c.num_test_videos = 60;
+    c.rgb_dim = 48;
+    c.flow_dim = 48;
+    c.num_classes = 6;
+    c.num_shared_pairs = 2;
+    c.duration_log_mean = 4.094;  // ln 60 s
+    c.duration_log_std = 0.6;
+    c.duration_min = 12;
+    c.duration_max = 240;
+    c.action_log_mean = 1.609;    // ln 5 s
+    c.action_log_std = 0.6;
+    c.action_min = 0.5;
+    c.action_max = 60;
+    c.coverage_min = 0.3;
+    c.coverage_max = 0.55;
+    c.ctx_lead_min = 1.0;
+    c.ctx_lead_max = 3.0;
+    c.leak_amp = 0.3;
+    return c;
+  }
+  FLOWLESS_FAIL("synth_preset: unknown preset '", name, "' (known: tiny, default, long, thumos-like)");
 }
 
 inline json::Value synth_config_to_json(const SynthConfig& c) {
