@@ -161,7 +161,8 @@ void backward(const Var<T>& root, Tensor<T> seed = Tensor<T>(), bool retain_grap
   {
     T* gd = g.data();
     const T* sd = seed.data();
-    for (int64_t k = 0; k < g.numel(); ++k) gd[k] += sd[k];
+    const int64_t n = g.numel();
+    for (int64_t k = 0; k < n; ++k) gd[k] += sd[k];
   }
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node<T>* n = it->get();
