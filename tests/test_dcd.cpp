@@ -286,6 +286,30 @@ TEST_CASE("dcd window_pool1d: gradients (double, finite differences), nothing fl
   CHECK(as_vec(x.grad()) == std::vector<double>{0, 3, 1, 0});
 }
 
+TEST_CASE("dcd window_pool1d and laf_gate: results and gradients do not depend on the thread count") {
+  Rng rng(6);
+  const std::vector<int> lengths{300, 177, 1};
+  Tensor<float> x(Shape{3, 300, 40}), q(Shape{3, 300, 40}), k(Shape{3, 300, 40});
+  for (Tensor<float>* t : {&x, &q, &k})
+    for (int64_t i = 0; i < t->numel(); ++i) (*t)[i] = float(rng.normal());
+  const int prev = num_threads();
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    std::vector<std::vector<float>> out;
+    for (WindowAgg a : {WindowAgg::mean, WindowAgg::max}) {
+      Var<float> xv = Var<float>::parameter(x.clone()), qv = Var<float>::parameter(q.clone());
+      Var<float> y = laf_gate(qv, Var<float>(k), window_pool1d(xv, lengths, 5, a), lengths);
+      backward(y, k);
+      out.push_back(y.value().to_vector());
+      out.push_back(xv.grad().to_vector());
+      out.push_back(qv.grad().to_vector());
+    }
+    set_num_threads(prev);
+    return out;
+  };
+  CHECK(run(1) == run(2));
+}
+
 TEST_CASE("dcd laf_gate: forward equals sigmoid(q k) x on valid rows; gradients (double)") {
   Rng rng(9);
   const std::vector<int> lengths{5, 2};
