@@ -54,7 +54,7 @@ class MyDetector : public nn::Module<float> {
   }
   DetectorConfig cfg_;
   nn::MaskedConv1d<float> local_, wide_;
-  LAF<float> fuse_local_, fuse_wide_;
+  dcd::LAF<float> fuse_local_, fuse_wide_;
   models::ClsHead<float> cls_;
   models::RegHead<float> reg_;
 };
