@@ -24,6 +24,8 @@
 //    only on the shape, each tile one single-threaded Eigen product over the
 //    full K.
 // Either way the result is identical for every thread count.
+// gemm_rows is gemm with the rows of A given as pointers (convolution patches
+// read in place, with separate buffers only at the sequence ends).
 // gemm_serial is the plain single-threaded Eigen product (used as a baseline
 // by the benchmarks).
 #pragma once
@@ -34,6 +36,7 @@
 #include <cstdlib>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -165,12 +168,14 @@ inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t N, 
 }
 
 /// Packs op(A)[m0:m0+12, p0:p0+kc) as kc columns of 12 floats (zero beyond M).
-inline void pack_a_sliver(bool trans_a, const float* A, int64_t lda, int64_t M, int64_t m0, int64_t p0, int64_t kc,
-                          float* dst) {
+/// row(q) is the start of stored row q of A: op(A)(i, k) = row(i)[k], or with
+/// trans_a row(k)[i].
+template <class Row>
+void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* dst) {
   const int64_t mv = std::min<int64_t>(kMR, M - m0);
   if (trans_a) {
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = A + (p0 + k) * lda + m0;
+      const float* src = row(p0 + k) + m0;
       float* d = dst + k * kMR;
       int64_t r = 0;
       for (; r < mv; ++r) d[r] = src[r];
@@ -179,7 +184,7 @@ inline void pack_a_sliver(bool trans_a, const float* A, int64_t lda, int64_t M, 
   } else {
     for (int64_t r = 0; r < kMR; ++r) {
       if (r < mv) {
-        const float* src = A + (m0 + r) * lda + p0;
+        const float* src = row(m0 + r) + p0;
         for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
       } else {
         for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = 0.f;
@@ -233,8 +238,9 @@ inline void kernel_edge(int64_t kc, const float* a, const float* b, float* c, in
     }
 }
 
-inline void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+template <class Row>
+void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t nsl = (N + kNR - 1) / kNR;  // 32-column slivers
   const int64_t npc = (K + kKC - 1) / kKC;  // K-blocks
   // Pack op(B): block p occupies [p*kKC*nsl*32, ...), sliver j at j*kc*32 inside it.
@@ -259,7 +265,7 @@ inline void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
       for (int64_t p = 0; p < npc; ++p) {
         const int64_t p0 = p * kKC, kc = std::min(kKC, K - p0);
         const float cb = p == 0 ? beta : 1.f;
-        for (int64_t s = 0; s < nas; ++s) pack_a_sliver(trans_a, A, lda, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kc);
+        for (int64_t s = 0; s < nas; ++s) pack_a_sliver(trans_a, arow, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kc);
         const float* Bblk = Bp + p0 * nsl * kNR;
         for (int64_t n0 = g0; n0 < g1; n0 += kNC) {
           const int64_t n1 = std::min(g1, n0 + kNC);
@@ -294,12 +300,37 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
-      gemm_detail::gemm_packed(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      gemm_detail::gemm_packed(trans_a, trans_b, M, N, K, alpha, [A, lda](int64_t q) { return A + q * lda; }, B, ldb,
+                               beta, C, ldc);
       return;
     }
   }
 #endif
   gemm_detail::gemm_eigen_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/// gemm with op(A) given by row pointers: arows[q] is stored row q of A (M rows
+/// of K values, or with trans_a K rows of M values); rows may alias anything
+/// (patch rows of a sequence, a shared zero row). Same arithmetic and the same
+/// thread-count independence as gemm.
+template <class T>
+void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* const* arows,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
+      gemm_detail::gemm_packed(trans_a, trans_b, M, N, K, alpha, [arows](int64_t q) { return arows[q]; }, B, ldb,
+                               beta, C, ldc);
+      return;
+    }
+  }
+#endif
+  // Gather op(A) into a dense buffer for the Eigen path.
+  const int64_t rows = trans_a ? K : M, cols = trans_a ? M : K;
+  std::vector<T> a(static_cast<size_t>(std::max<int64_t>(rows * cols, 1)));
+  for (int64_t q = 0; q < rows; ++q) std::copy(arows[q], arows[q] + cols, a.data() + q * cols);
+  gemm_detail::gemm_eigen_tiled(trans_a, trans_b, M, N, K, alpha, a.data(), cols, B, ldb, beta, C, ldc);
 }
 
 }  // namespace flowless::cpu

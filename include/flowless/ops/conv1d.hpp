@@ -11,12 +11,17 @@
 // kept). Use conv_out_lengths() to get those lengths. The input is not
 // masked by this op (the reference relies on upstream masking).
 //
-// Implementation: groups == 1 is one GEMM per batch element and row tile,
-// reading input patches in place (K*Cin consecutive values per output step);
+// Implementation: groups == 1 is one GEMM per batch element over the output
+// rows that survive the mask (masked rows are zero and never computed),
+// reading input patches in place (K*Cin consecutive values per output step;
+// only rows at the sequence ends use zero-padded copies); the backward is
+// dW += patches^T dY and, for stride 1, dX += patches(dY) W^T as one GEMM
+// each (stride > 1: dP = dY W^T, then overlap-add), over the valid rows only.
 // depthwise (groups == Cin == Cout) is a vectorised loop over channels; other
 // group counts use one GEMM per group and tap.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "flowless/autograd/variable.hpp"
@@ -49,6 +54,82 @@ std::vector<T> pad_rows(const T* x, int64_t Tn, int64_t C, int64_t pad_before, i
   return xp;
 }
 
+/// Wr[(k*Cin + i)*Cout + o] = w[(o*Cin + i)*K + k]: the GEMM layout of a
+/// groups == 1 weight (rows = patch entries, tap-major).
+template <class T>
+void conv_weight_to_gemm(const T* w, int64_t Cout, int64_t Cin, int64_t K, T* Wr) {
+  parallel_for(Cin, 32, [&](int64_t i0, int64_t i1) {
+    constexpr int64_t kOB = 64;
+    for (int64_t o0 = 0; o0 < Cout; o0 += kOB) {
+      const int64_t o1 = std::min(Cout, o0 + kOB);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t k = 0; k < K; ++k) {
+          T* dst = Wr + (k * Cin + i) * Cout;
+          for (int64_t o = o0; o < o1; ++o) dst[o] = w[(o * Cin + i) * K + k];
+        }
+    }
+  });
+}
+
+/// dw[(o*Cin + i)*K + k] += dWr[(k*Cin + i)*Cout + o] (the inverse layout change).
+template <class T>
+void conv_weight_grad_from_gemm(const T* dWr, int64_t Cout, int64_t Cin, int64_t K, T* dw) {
+  parallel_for(Cout, 16, [&](int64_t o0, int64_t o1) {
+    constexpr int64_t kIB = 64;
+    for (int64_t i0 = 0; i0 < Cin; i0 += kIB) {
+      const int64_t i1 = std::min(Cin, i0 + kIB);
+      for (int64_t o = o0; o < o1; ++o)
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t k = 0; k < K; ++k) dw[(o * Cin + i) * K + k] += dWr[(k * Cin + i) * Cout + o];
+    }
+  });
+}
+
+/// Wt[(k*Cout + o)*Cin + i] = w[(o*Cin + i)*K + (K - 1 - k)]: the weight of the
+/// stride-1 input-gradient GEMM (flipped taps, transposed channels).
+template <class T>
+void conv_weight_to_dx_gemm(const T* w, int64_t Cout, int64_t Cin, int64_t K, T* Wt) {
+  parallel_for(Cout, 16, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t k = 0; k < K; ++k) {
+        T* dst = Wt + (k * Cout + o) * Cin;
+        const T* src = w + o * Cin * K + (K - 1 - k);
+        for (int64_t i = 0; i < Cin; ++i) dst[i] = src[i * K];
+      }
+  });
+}
+
+/// Patch rows of a conv over x (Tn rows of C values, rows >= Tn and < 0 are
+/// zero): rows[t] for t in [0, L) points at the K*C values starting at x row
+/// t*s - p - in place when the whole window is inside [0, Tn), else at a
+/// zero-padded copy kept in `scratch`.
+template <class T>
+void conv_patch_rows(const T* x, int64_t Tn, int64_t C, int64_t K, int64_t s, int64_t p, int64_t L,
+                     std::vector<const T*>& rows, std::vector<T>& scratch) {
+  rows.resize(static_cast<size_t>(std::max<int64_t>(L, 0)));
+  int64_t nb = 0;
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t j0 = t * s - p;
+    if (j0 < 0 || j0 + K > Tn) ++nb;
+  }
+  scratch.assign(static_cast<size_t>(nb * K * C), T(0));
+  int64_t b = 0;
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t j0 = t * s - p;
+    if (j0 >= 0 && j0 + K <= Tn) {
+      rows[t] = x + j0 * C;
+      continue;
+    }
+    T* dst = scratch.data() + b * K * C;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t j = j0 + k;
+      if (j >= 0 && j < Tn) std::copy(x + j * C, x + (j + 1) * C, dst + k * C);
+    }
+    rows[t] = dst;
+    ++b;
+  }
+}
+
 template <class T>
 void apply_length_mask(T* y, int64_t B, int64_t Tout, int64_t C, const std::vector<int>& out_len) {
   if (out_len.empty()) return;
@@ -79,75 +160,166 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
   if (has_bias) FLOWLESS_CHECK(bias.value().numel() == Cout, "conv1d: bias has ", bias.value().numel(), " values, expected ", Cout);
   const std::vector<int> out_len = opt.lengths.empty() ? std::vector<int>{} : conv_out_lengths(opt.lengths, int(s));
   const bool depthwise = (G == Cin && G == Cout);
+  const bool dense = (G == 1 && !depthwise);
   const int64_t rows = (Tout - 1) * s + K;  // padded input rows actually read
+  // Output rows that survive the mask, per batch element.
+  std::vector<int64_t> Lout(static_cast<size_t>(B), Tout);
+  for (size_t b = 0; b < out_len.size(); ++b) Lout[b] = std::clamp<int64_t>(out_len[b], 0, Tout);
 
   Tensor<T> Y(Shape{B, Tout, Cout});
-  // Weight rearranged for the GEMM path: Wr[k*Cg + i, o] = W[o, i, k] (per group).
   const int64_t Cg = Cin / G, Og = Cout / G;
-  std::vector<T> Wr;
-  if (!depthwise) {
-    Wr.resize(static_cast<size_t>(G * K * Cg * Og));
-    const T* w = W.data();
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t o = 0; o < Og; ++o)
-        for (int64_t i = 0; i < Cg; ++i)
-          for (int64_t k = 0; k < K; ++k)
-            Wr[((g * K + k) * Cg + i) * Og + o] = w[((g * Og + o) * Cg + i) * K + k];
-  }
-  for (int64_t b = 0; b < B; ++b) {
-    const T* xb = X.data() + b * Tn * Cin;
-    T* yb = Y.data() + b * Tout * Cout;
-    std::vector<T> xpv;
-    const T* xp = xb;
-    if (p != 0 || rows > Tn) {
-      xpv = detail::pad_rows(xb, Tn, Cin, p, std::max<int64_t>(rows, Tn + p));
-      xp = xpv.data();
+  if (dense) {
+    std::vector<T> Wr(static_cast<size_t>(K * Cin * Cout));
+    detail::conv_weight_to_gemm(W.data(), Cout, Cin, K, Wr.data());
+    std::vector<const T*> prow;
+    std::vector<T> scratch;
+    for (int64_t b = 0; b < B; ++b) {
+      const T* xb = X.data() + b * Tn * Cin;
+      T* yb = Y.data() + b * Tout * Cout;
+      const int64_t L = Lout[b];
+      std::fill(yb + L * Cout, yb + Tout * Cout, T(0));
+      if (L == 0) continue;
+      detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
+      cpu::gemm_rows<T>(false, false, L, Cout, K * Cin, T(1), prow.data(), Wr.data(), Cout, T(0), yb, Cout);
+      if (has_bias) {
+        const T* bv = bias.value().data();
+        parallel_for(L, 64, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t)
+            for (int64_t c = 0; c < Cout; ++c) yb[t * Cout + c] += bv[c];
+        });
+      }
     }
-    if (depthwise) {
+  } else {
+    // Weight rearranged for the grouped GEMMs: Wr[k*Cg + i, o] = W[o, i, k] (per group).
+    std::vector<T> Wr;
+    if (!depthwise) {
+      Wr.resize(static_cast<size_t>(G * K * Cg * Og));
       const T* w = W.data();
-      parallel_for(Tout, 64, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-          T* yr = yb + t * Cout;
-          for (int64_t c = 0; c < Cout; ++c) yr[c] = has_bias ? bias.value().data()[c] : T(0);
-          for (int64_t k = 0; k < K; ++k) {
-            const T* xr = xp + (t * s + k) * Cin;
-            for (int64_t c = 0; c < Cout; ++c) yr[c] += w[c * K + k] * xr[c];
-          }
-        }
-      });
-    } else if (G == 1) {
-      cpu::gemm<T>(false, false, Tout, Cout, K * Cin, T(1), xp, s * Cin, Wr.data(), Cout, T(0), yb, Cout);
-    } else {
       for (int64_t g = 0; g < G; ++g)
-        for (int64_t k = 0; k < K; ++k)
-          cpu::gemm<T>(false, false, Tout, Og, Cg, T(1), xp + k * Cin + g * Cg, s * Cin, Wr.data() + (g * K + k) * Cg * Og,
-                       Og, k == 0 ? T(0) : T(1), yb + g * Og, Cout);
+        for (int64_t o = 0; o < Og; ++o)
+          for (int64_t i = 0; i < Cg; ++i)
+            for (int64_t k = 0; k < K; ++k)
+              Wr[((g * K + k) * Cg + i) * Og + o] = w[((g * Og + o) * Cg + i) * K + k];
     }
-    if (has_bias && !depthwise) {
-      const T* bv = bias.value().data();
-      for (int64_t t = 0; t < Tout; ++t)
-        for (int64_t c = 0; c < Cout; ++c) yb[t * Cout + c] += bv[c];
+    for (int64_t b = 0; b < B; ++b) {
+      const T* xb = X.data() + b * Tn * Cin;
+      T* yb = Y.data() + b * Tout * Cout;
+      std::vector<T> xpv;
+      const T* xp = xb;
+      if (p != 0 || rows > Tn) {
+        xpv = detail::pad_rows(xb, Tn, Cin, p, std::max<int64_t>(rows, Tn + p));
+        xp = xpv.data();
+      }
+      if (depthwise) {
+        const T* w = W.data();
+        parallel_for(Tout, 64, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            T* yr = yb + t * Cout;
+            for (int64_t c = 0; c < Cout; ++c) yr[c] = has_bias ? bias.value().data()[c] : T(0);
+            for (int64_t k = 0; k < K; ++k) {
+              const T* xr = xp + (t * s + k) * Cin;
+              for (int64_t c = 0; c < Cout; ++c) yr[c] += w[c * K + k] * xr[c];
+            }
+          }
+        });
+      } else {
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t k = 0; k < K; ++k)
+            cpu::gemm<T>(false, false, Tout, Og, Cg, T(1), xp + k * Cin + g * Cg, s * Cin,
+                         Wr.data() + (g * K + k) * Cg * Og, Og, k == 0 ? T(0) : T(1), yb + g * Og, Cout);
+        if (has_bias) {
+          const T* bv = bias.value().data();
+          for (int64_t t = 0; t < Tout; ++t)
+            for (int64_t c = 0; c < Cout; ++c) yb[t * Cout + c] += bv[c];
+        }
+      }
     }
+    detail::apply_length_mask(Y.data(), B, Tout, Cout, out_len);
   }
-  detail::apply_length_mask(Y.data(), B, Tout, Cout, out_len);
 
-  return make_op<T>(std::move(Y), {x, weight, bias}, "conv1d",
-                    [=, Wr = std::move(Wr)](Node<T>& out) {
-    // dy with the output mask applied.
-    Tensor<T> dY = out.grad.clone();
-    detail::apply_length_mask(dY.data(), B, Tout, Cout, out_len);
+  return make_op<T>(std::move(Y), {x, weight, bias}, "conv1d", [=](Node<T>& out) {
     const Tensor<T>& Xv = out.inputs[0]->value;
     const Tensor<T>& Wv = out.inputs[1]->value;
+    const T* dYd = out.grad.data();  // rows t >= Lout[b] are masked: treated as 0, never read
     if (out.needs_grad(2)) {
       T* db = out.input_grad(2).data();
       parallel_for(Cout, 256, [&](int64_t c0, int64_t c1) {
         for (int64_t b = 0; b < B; ++b)
-          for (int64_t t = 0; t < Tout; ++t)
-            for (int64_t c = c0; c < c1; ++c) db[c] += dY.data()[(b * Tout + t) * Cout + c];
+          for (int64_t t = 0; t < Lout[b]; ++t)
+            for (int64_t c = c0; c < c1; ++c) db[c] += dYd[(b * Tout + t) * Cout + c];
       });
     }
     const bool need_x = out.needs_grad(0), need_w = out.needs_grad(1);
     if (!need_x && !need_w) return;
+
+    if (dense) {
+      if (need_x) out.input_grad(0);  // allocated (zero) even when every row is masked
+      std::vector<const T*> prow;
+      std::vector<T> scratch;
+      std::vector<T> Wr, Wt, dWr;
+      if (need_w) dWr.assign(static_cast<size_t>(K * Cin * Cout), T(0));
+      if (need_x) {
+        if (s == 1) {
+          Wt.resize(static_cast<size_t>(K * Cout * Cin));
+          detail::conv_weight_to_dx_gemm(Wv.data(), Cout, Cin, K, Wt.data());
+        } else {
+          Wr.resize(static_cast<size_t>(K * Cin * Cout));
+          detail::conv_weight_to_gemm(Wv.data(), Cout, Cin, K, Wr.data());
+        }
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t L = Lout[b];
+        if (L == 0) continue;
+        const T* xb = Xv.data() + b * Tn * Cin;
+        const T* dyb = dYd + b * Tout * Cout;
+        if (need_w) {
+          // dWr(K*Cin, Cout) += patches(L, K*Cin)^T dY(L, Cout)
+          detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
+          cpu::gemm_rows<T>(true, false, K * Cin, Cout, L, T(1), prow.data(), dyb, Cout, T(1), dWr.data(), Cout);
+        }
+        if (!need_x) continue;
+        T* dx = out.input_grad(0).data() + b * Tn * Cin;
+        if (s == 1) {
+          // dx[j] += sum_k dY[j + p - k] W_k^T: patches of the valid dY rows (K-1-p rows of zeros before)
+          // times Wt; rows j >= L + K - 1 - p see no valid dY row.
+          const int64_t J = std::min<int64_t>(Tn, L + K - 1 - p);
+          if (J <= 0) continue;
+          detail::conv_patch_rows(dyb, L, Cout, K, 1, K - 1 - p, J, prow, scratch);
+          cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), Wt.data(), Cin, T(1), dx, Cin);
+        } else {
+          // dP(L, K*Cin) = dY Wr^T, then overlap-add into dx.
+          std::vector<T> dP(static_cast<size_t>(L * K * Cin));
+          cpu::gemm<T>(false, true, L, K * Cin, Cout, T(1), dyb, Cout, Wr.data(), Cout, T(0), dP.data(), K * Cin);
+          parallel_for(Tn, 64, [&](int64_t j0, int64_t j1) {
+            for (int64_t j = j0; j < j1; ++j)
+              for (int64_t k = 0; k < K; ++k) {
+                const int64_t num = j + p - k;
+                if (num < 0 || num % s) continue;
+                const int64_t t = num / s;
+                if (t >= L) continue;
+                const T* src = dP.data() + (t * K + k) * Cin;
+                for (int64_t c = 0; c < Cin; ++c) dx[j * Cin + c] += src[c];
+              }
+          });
+        }
+      }
+      if (need_w) detail::conv_weight_grad_from_gemm(dWr.data(), Cout, Cin, K, out.input_grad(1).data());
+      return;
+    }
+
+    // Depthwise and grouped: dy with the output mask applied.
+    Tensor<T> dY = out.grad.clone();
+    detail::apply_length_mask(dY.data(), B, Tout, Cout, out_len);
+    std::vector<T> Wr;
+    if (!depthwise) {
+      Wr.resize(static_cast<size_t>(G * K * Cg * Og));
+      const T* w = Wv.data();
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t o = 0; o < Og; ++o)
+          for (int64_t i = 0; i < Cg; ++i)
+            for (int64_t k = 0; k < K; ++k)
+              Wr[((g * K + k) * Cg + i) * Og + o] = w[((g * Og + o) * Cg + i) * K + k];
+    }
     std::vector<T> dWr(need_w && !depthwise ? Wr.size() : 0, T(0));
     for (int64_t b = 0; b < B; ++b) {
       const T* xb = Xv.data() + b * Tn * Cin;
@@ -188,14 +360,10 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
         continue;
       }
       if (need_w) {
-        if (G == 1) {
-          cpu::gemm<T>(true, false, K * Cin, Cout, Tout, T(1), xp, s * Cin, dyb, Cout, T(1), dWr.data(), Cout);
-        } else {
-          for (int64_t g = 0; g < G; ++g)
-            for (int64_t k = 0; k < K; ++k)
-              cpu::gemm<T>(true, false, Cg, Og, Tout, T(1), xp + k * Cin + g * Cg, s * Cin, dyb + g * Og, Cout, T(1),
-                           dWr.data() + (g * K + k) * Cg * Og, Og);
-        }
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t k = 0; k < K; ++k)
+            cpu::gemm<T>(true, false, Cg, Og, Tout, T(1), xp + k * Cin + g * Cg, s * Cin, dyb + g * Og, Cout, T(1),
+                         dWr.data() + (g * K + k) * Cg * Og, Og);
       }
       if (need_x) {
         // dP(Tout, G*K*Cg) = dY @ Wr^T per group, then overlap-add into dx.
