@@ -24,6 +24,7 @@
 #include "flowless/workflow/predictions.hpp"
 #include "flowless/workflow/training.hpp"
 #include "flowless/viz/plots.hpp"
+#include "flowless/bench/model_bench.hpp"
 
 namespace flowless::cli {
 
@@ -110,6 +111,7 @@ class Commands {
     add_plot(app);
     add_demo(app);
     add_experiment(app);
+    add_bench(app);
   }
 
  private:
@@ -450,6 +452,31 @@ class Commands {
          << stats(secs[v]).first << " |\n";
     }
     return os.str();
+  }
+
+
+  // ---- bench ------------------------------------------------------------------
+  bench::ModelBenchOptions bench_;
+  bool bench_json_ = false;
+  void add_bench(CLI::App& app) {
+    auto* s = sub(app, "bench", "time a whole detector (inference, optionally a training step) on this machine", [this] {
+      json::Value r = bench::run_model_bench(bench_);
+      if (bench_json_) {
+        std::printf("%s\n", json::dump(r).c_str());
+      } else {
+        std::printf("%s\n", json::dump(r, 1).c_str());
+      }
+      return 0;
+    });
+    s->add_option("--preset", bench_.preset, "actionformer-thumos | actionformer-small | temporalmaxer-thumos")
+        ->capture_default_str();
+    s->add_option("--T", bench_.T, "snippets of the benchmark video")->capture_default_str();
+    s->add_option("--threads", bench_.threads, "worker threads")->capture_default_str();
+    s->add_flag("--train", bench_.train, "also time a training step (batch 2, T = max_seq_len)");
+    s->add_option("--repeats", bench_.repeats, "timed repetitions (the median is reported)")->capture_default_str();
+    s->add_option("--device", bench_.device, "cpu (cuda: see docs/cuda.md)")->capture_default_str();
+    s->add_flag("--profile", bench_.profile, "per-op-class timings");
+    s->add_flag("--json", bench_json_, "one-line JSON");
   }
 
   static void write_predictions_json(const std::string& path, const std::vector<eval::Prediction>& preds,
