@@ -167,6 +167,33 @@ inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t N, 
   }
 }
 
+/// In-register transpose of a 16 x 16 float block (rows r[0..15]).
+inline void transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  __m512 o[16];
+  for (int e = 0; e < 4; ++e) {
+    const __m512 ab_lo = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x44), ab_hi = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xEE);
+    const __m512 cd_lo = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x44), cd_hi = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xEE);
+    o[e] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);
+    o[e + 4] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);
+    o[e + 8] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);
+    o[e + 12] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = o[i];
+}
+
 /// Packs op(A)[m0:m0+12, p0:p0+kc) as kc columns of 12 floats (zero beyond M).
 /// row(q) is the start of stored row q of A: op(A)(i, k) = row(i)[k], or with
 /// trans_a row(k)[i].
@@ -181,16 +208,19 @@ void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t 
       for (; r < mv; ++r) d[r] = src[r];
       for (; r < kMR; ++r) d[r] = 0.f;
     }
-  } else {
-    for (int64_t r = 0; r < kMR; ++r) {
-      if (r < mv) {
-        const float* src = row(m0 + r) + p0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = 0.f;
-      }
-    }
+    return;
   }
+  const float* src[kMR];
+  for (int64_t r = 0; r < kMR; ++r) src[r] = r < mv ? row(m0 + r) + p0 : nullptr;
+  int64_t k0 = 0;
+  for (; k0 + 16 <= kc; k0 += 16) {
+    __m512 v[16];
+    for (int r = 0; r < 16; ++r) v[r] = (r < kMR && src[r]) ? _mm512_loadu_ps(src[r] + k0) : _mm512_setzero_ps();
+    transpose16x16(v);
+    for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(dst + (k0 + c) * kMR, __mmask16(0x0FFF), v[c]);
+  }
+  for (; k0 < kc; ++k0)
+    for (int64_t r = 0; r < kMR; ++r) dst[k0 * kMR + r] = src[r] ? src[r][k0] : 0.f;
 }
 
 /// The 12 x 32 register tile: acc = sum_k a[k, r] * b[k, c], then
