@@ -14,9 +14,12 @@
 // and the teacher's (same pyramid, same classes):
 //   p_T = sigmoid(teacher logits)
 //   cls = sum over valid positions and classes of
-//         BCE(student logits, p_T) - H(p_T)        / (N_valid * C)
-//         (the teacher entropy H is a constant: same gradient as BCE, and the
-//          value is the Bernoulli KL divergence, 0 when the student matches)
+//         BCE(student logits, p_T) - H(p_T)        / N_valid
+//         (summed over classes, averaged over positions: each position's
+//          teacher prediction is one target, as the focal loss sums over
+//          classes; the teacher entropy H is a constant: same gradient as BCE,
+//          and the value is the Bernoulli KL divergence, 0 when the student
+//          matches)
 //   reg = sum over selected positions of |o_S - o_T|_1 / (2 * N_sel)
 //         selected = valid and (max_c p_T > reg_threshold, or a ground-truth
 //         positive point when reg_on_gt and targets are given); offsets in
@@ -150,7 +153,7 @@ PredictionDistillation<T> prediction_distillation(const models::DetectorOutput<T
   }
   PredictionDistillation<T> out;
   out.num_valid = distill_detail::count_valid(student.lengths);
-  const T wc = out.num_valid > 0 ? T(1.0 / (double(out.num_valid) * double(C))) : T(0);
+  const T wc = out.num_valid > 0 ? T(1.0 / double(out.num_valid)) : T(0);
 
   // Teacher probabilities, the selection for the regression term, the entropy constant.
   std::vector<Tensor<T>> probs(L);
