@@ -17,11 +17,18 @@
 // only rows at the sequence ends use zero-padded copies); the backward is
 // dW += patches^T dY and, for stride 1, dX += patches(dY) W^T as one GEMM
 // each (stride > 1: dP = dY W^T, then overlap-add), over the valid rows only.
+// float kernel-3 / stride-1 / padding-1 convs with >= 64 input and output
+// channels compute the forward and the input gradient with Winograd F(2,3)
+// (4 GEMMs of half the rows instead of one of 3*Cin columns: 2/3 of the
+// multiply-adds; float rounding differs from the direct sum at the 1e-7
+// relative level).
 // depthwise (groups == Cin == Cout) is a vectorised loop over channels; other
 // group counts use one GEMM per group and tap.
 #pragma once
 
 #include <algorithm>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "flowless/autograd/variable.hpp"
@@ -130,6 +137,93 @@ void conv_patch_rows(const T* x, int64_t Tn, int64_t C, int64_t K, int64_t s, in
   }
 }
 
+/// Winograd F(2,3) for a kernel-3, stride-1, padding-1 correlation:
+///   y[t] (+)= sum_{k<3} x[t - 1 + k] g_k   for t in [0, Ly),
+/// x: Tx rows of Cin (rows outside [0, Tx) are zero), g_k = G + k*Cin*Cout
+/// (Cin x Cout, row-major), y: rows of Cout (overwritten, or added to with
+/// accumulate). Per output pair (2m, 2m+1), with d_j = x[2m - 1 + j]:
+///   U = (d0 - d2, d1 + d2, d2 - d1, d1 - d3),  V = (g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2),
+///   M_i = U_i V_i (four GEMMs of Ly/2 rows),  y[2m] = M0 + M1 + M2,  y[2m+1] = M1 - M2 - M3:
+/// 4 instead of 6 multiply-adds per output pair and channel pair.
+template <class T>
+void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* G, int64_t Cout, T* y, int64_t Ly, bool accumulate) {
+  const int64_t P = (Ly + 1) / 2, CC = Cin * Cout;
+  // Work buffers without zero-fill; output pairs in equal chunks so that U and M
+  // stay under 24 MB (below glibc's largest mmap threshold: heap memory reused
+  // from call to call instead of fresh pages).
+  const int64_t pmax = std::max<int64_t>(96, (int64_t(6) << 20) / (4 * (Cin + Cout)));
+  const int64_t nchunks = (P + pmax - 1) / pmax;
+  const int64_t Pc = std::min(P, ((P + nchunks - 1) / nchunks + 11) / 12 * 12);
+  std::unique_ptr<T[]> vbuf(new T[static_cast<size_t>(4 * CC)]);
+  std::unique_ptr<T[]> wbuf(new T[static_cast<size_t>(4 * Pc * (Cin + Cout))]);
+  T* V = vbuf.get();
+  parallel_for(CC, 1 << 14, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      const T g0 = G[e], g1 = G[CC + e], g2 = G[2 * CC + e];
+      V[e] = g0;
+      V[CC + e] = T(0.5) * ((g0 + g1) + g2);
+      V[2 * CC + e] = T(0.5) * ((g0 - g1) + g2);
+      V[3 * CC + e] = g2;
+    }
+  });
+  std::vector<T> zero(static_cast<size_t>(Cin), T(0));
+  for (int64_t mc = 0; mc < P; mc += Pc) {
+    const int64_t pc = std::min(Pc, P - mc);
+    T* u = wbuf.get();
+    T* mb = u + 4 * pc * Cin;
+    parallel_for(pc, 32, [&](int64_t m0, int64_t m1) {
+      for (int64_t mm = m0; mm < m1; ++mm) {
+        const int64_t m = mc + mm;
+        const T* d[4];
+        for (int64_t j = 0; j < 4; ++j) {
+          const int64_t r = 2 * m - 1 + j;
+          d[j] = (r >= 0 && r < Tx) ? x + r * Cin : zero.data();
+        }
+        T* u0 = u + mm * Cin;
+        T* u1 = u0 + pc * Cin;
+        T* u2 = u1 + pc * Cin;
+        T* u3 = u2 + pc * Cin;
+        for (int64_t c = 0; c < Cin; ++c) {
+          u0[c] = d[0][c] - d[2][c];
+          u1[c] = d[1][c] + d[2][c];
+          u2[c] = d[2][c] - d[1][c];
+          u3[c] = d[1][c] - d[3][c];
+        }
+      }
+    });
+    for (int64_t i = 0; i < 4; ++i)
+      cpu::gemm<T>(false, false, pc, Cout, Cin, T(1), u + i * pc * Cin, Cin, V + i * CC, Cout, T(0), mb + i * pc * Cout,
+                   Cout);
+    parallel_for(pc, 32, [&](int64_t m0, int64_t m1) {
+      for (int64_t mm = m0; mm < m1; ++mm) {
+        const int64_t m = mc + mm;
+        const T* q0 = mb + mm * Cout;
+        const T* q1 = q0 + pc * Cout;
+        const T* q2 = q1 + pc * Cout;
+        const T* q3 = q2 + pc * Cout;
+        T* y0 = y + 2 * m * Cout;
+        if (accumulate)
+          for (int64_t c = 0; c < Cout; ++c) y0[c] += (q0[c] + q1[c]) + q2[c];
+        else
+          for (int64_t c = 0; c < Cout; ++c) y0[c] = (q0[c] + q1[c]) + q2[c];
+        if (2 * m + 1 >= Ly) continue;
+        T* y1 = y0 + Cout;
+        if (accumulate)
+          for (int64_t c = 0; c < Cout; ++c) y1[c] += (q1[c] - q2[c]) - q3[c];
+        else
+          for (int64_t c = 0; c < Cout; ++c) y1[c] = (q1[c] - q2[c]) - q3[c];
+      }
+    });
+  }
+}
+
+/// Whether a groups-1 conv takes the Winograd path: float, kernel 3, stride 1,
+/// padding 1, and channel counts large enough for the GEMMs to dominate.
+template <class T>
+bool conv3_use_winograd(int64_t K, int64_t s, int64_t p, int64_t Cin, int64_t Cout, int64_t rows) {
+  return std::is_same_v<T, float> && K == 3 && s == 1 && p == 1 && Cin >= 64 && Cout >= 64 && rows >= 16;
+}
+
 template <class T>
 void apply_length_mask(T* y, int64_t B, int64_t Tout, int64_t C, const std::vector<int>& out_len) {
   if (out_len.empty()) return;
@@ -179,8 +273,12 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       const int64_t L = Lout[b];
       std::fill(yb + L * Cout, yb + Tout * Cout, T(0));
       if (L == 0) continue;
-      detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
-      cpu::gemm_rows<T>(false, false, L, Cout, K * Cin, T(1), prow.data(), Wr.data(), Cout, T(0), yb, Cout);
+      if (detail::conv3_use_winograd<T>(K, s, p, Cin, Cout, L)) {
+        detail::conv3_winograd(xb, Tn, Cin, Wr.data(), Cout, yb, L, false);
+      } else {
+        detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
+        cpu::gemm_rows<T>(false, false, L, Cout, K * Cin, T(1), prow.data(), Wr.data(), Cout, T(0), yb, Cout);
+      }
       if (has_bias) {
         const T* bv = bias.value().data();
         parallel_for(L, 64, [&](int64_t t0, int64_t t1) {
@@ -284,8 +382,12 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           // times Wt; rows j >= L + K - 1 - p see no valid dY row.
           const int64_t J = std::min<int64_t>(Tn, L + K - 1 - p);
           if (J <= 0) continue;
-          detail::conv_patch_rows(dyb, L, Cout, K, 1, K - 1 - p, J, prow, scratch);
-          cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), Wt.data(), Cin, T(1), dx, Cin);
+          if (detail::conv3_use_winograd<T>(K, 1, K - 1 - p, Cout, Cin, J)) {
+            detail::conv3_winograd(dyb, L, Cout, Wt.data(), Cin, dx, J, true);
+          } else {
+            detail::conv_patch_rows(dyb, L, Cout, K, 1, K - 1 - p, J, prow, scratch);
+            cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), Wt.data(), Cin, T(1), dx, Cin);
+          }
         } else {
           // dP(L, K*Cin) = dY Wr^T, then overlap-add into dx.
           std::vector<T> dP(static_cast<size_t>(L * K * Cin));
