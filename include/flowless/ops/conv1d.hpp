@@ -137,16 +137,55 @@ void conv_patch_rows(const T* x, int64_t Tn, int64_t C, int64_t K, int64_t s, in
   }
 }
 
+/// The Winograd weight transform of one tap triple: (g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2).
+template <class T>
+inline void winograd_tap(T g0, T g1, T g2, T* V, int64_t CC, int64_t e) {
+  V[e] = g0;
+  V[CC + e] = T(0.5) * ((g0 + g1) + g2);
+  V[2 * CC + e] = T(0.5) * ((g0 - g1) + g2);
+  V[3 * CC + e] = g2;
+}
+
+/// V (4 x Cin x Cout) of the forward correlation: g_k[i][o] = w[o][i][k] (w: Cout x Cin x 3).
+template <class T>
+void winograd_weights_forward(const T* w, int64_t Cout, int64_t Cin, T* V) {
+  const int64_t CC = Cin * Cout;
+  parallel_for(Cin, 32, [&](int64_t i0, int64_t i1) {
+    constexpr int64_t kOB = 64;
+    for (int64_t o0 = 0; o0 < Cout; o0 += kOB) {
+      const int64_t o1 = std::min(Cout, o0 + kOB);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t o = o0; o < o1; ++o) {
+          const T* g = w + (o * Cin + i) * 3;
+          winograd_tap(g[0], g[1], g[2], V, CC, i * Cout + o);
+        }
+    }
+  });
+}
+
+/// V (4 x Cout x Cin) of the input-gradient correlation over dY: g_k[o][i] = w[o][i][2 - k].
+template <class T>
+void winograd_weights_input_grad(const T* w, int64_t Cout, int64_t Cin, T* V) {
+  const int64_t CC = Cin * Cout;
+  parallel_for(Cout, 16, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t i = 0; i < Cin; ++i) {
+        const T* g = w + (o * Cin + i) * 3;
+        winograd_tap(g[2], g[1], g[0], V, CC, o * Cin + i);
+      }
+  });
+}
+
 /// Winograd F(2,3) for a kernel-3, stride-1, padding-1 correlation:
 ///   y[t] (+)= sum_{k<3} x[t - 1 + k] g_k   for t in [0, Ly),
-/// x: Tx rows of Cin (rows outside [0, Tx) are zero), g_k = G + k*Cin*Cout
-/// (Cin x Cout, row-major), y: rows of Cout (overwritten, or added to with
-/// accumulate). Per output pair (2m, 2m+1), with d_j = x[2m - 1 + j]:
+/// x: Tx rows of Cin (rows outside [0, Tx) are zero), g_k: Cin x Cout taps
+/// given through their transform V (4 x Cin x Cout, winograd_weights_*),
+/// y: rows of Cout (overwritten, or added to with accumulate). Per output pair (2m, 2m+1), with d_j = x[2m - 1 + j]:
 ///   U = (d0 - d2, d1 + d2, d2 - d1, d1 - d3),  V = (g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2),
 ///   M_i = U_i V_i (four GEMMs of Ly/2 rows),  y[2m] = M0 + M1 + M2,  y[2m+1] = M1 - M2 - M3:
 /// 4 instead of 6 multiply-adds per output pair and channel pair.
 template <class T>
-void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* G, int64_t Cout, T* y, int64_t Ly, bool accumulate) {
+void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate) {
   const int64_t P = (Ly + 1) / 2, CC = Cin * Cout;
   // Work buffers without zero-fill; output pairs in equal chunks so that U and M
   // stay under 24 MB (below glibc's largest mmap threshold: heap memory reused
@@ -154,18 +193,7 @@ void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* G, int64_t Cou
   const int64_t pmax = std::max<int64_t>(96, (int64_t(6) << 20) / (4 * (Cin + Cout)));
   const int64_t nchunks = (P + pmax - 1) / pmax;
   const int64_t Pc = std::min(P, ((P + nchunks - 1) / nchunks + 11) / 12 * 12);
-  std::unique_ptr<T[]> vbuf(new T[static_cast<size_t>(4 * CC)]);
   std::unique_ptr<T[]> wbuf(new T[static_cast<size_t>(4 * Pc * (Cin + Cout))]);
-  T* V = vbuf.get();
-  parallel_for(CC, 1 << 14, [&](int64_t e0, int64_t e1) {
-    for (int64_t e = e0; e < e1; ++e) {
-      const T g0 = G[e], g1 = G[CC + e], g2 = G[2 * CC + e];
-      V[e] = g0;
-      V[CC + e] = T(0.5) * ((g0 + g1) + g2);
-      V[2 * CC + e] = T(0.5) * ((g0 - g1) + g2);
-      V[3 * CC + e] = g2;
-    }
-  });
   std::vector<T> zero(static_cast<size_t>(Cin), T(0));
   for (int64_t mc = 0; mc < P; mc += Pc) {
     const int64_t pc = std::min(Pc, P - mc);
@@ -263,8 +291,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
   Tensor<T> Y(Shape{B, Tout, Cout});
   const int64_t Cg = Cin / G, Og = Cout / G;
   if (dense) {
-    std::vector<T> Wr(static_cast<size_t>(K * Cin * Cout));
-    detail::conv_weight_to_gemm(W.data(), Cout, Cin, K, Wr.data());
+    std::vector<T> Wr, V;  // built on first use
     std::vector<const T*> prow;
     std::vector<T> scratch;
     for (int64_t b = 0; b < B; ++b) {
@@ -274,8 +301,16 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       std::fill(yb + L * Cout, yb + Tout * Cout, T(0));
       if (L == 0) continue;
       if (detail::conv3_use_winograd<T>(K, s, p, Cin, Cout, L)) {
-        detail::conv3_winograd(xb, Tn, Cin, Wr.data(), Cout, yb, L, false);
+        if (V.empty()) {
+          V.resize(static_cast<size_t>(4 * Cin * Cout));
+          detail::winograd_weights_forward(W.data(), Cout, Cin, V.data());
+        }
+        detail::conv3_winograd(xb, Tn, Cin, V.data(), Cout, yb, L, false);
       } else {
+        if (Wr.empty()) {
+          Wr.resize(static_cast<size_t>(K * Cin * Cout));
+          detail::conv_weight_to_gemm(W.data(), Cout, Cin, K, Wr.data());
+        }
         detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
         cpu::gemm_rows<T>(false, false, L, Cout, K * Cin, T(1), prow.data(), Wr.data(), Cout, T(0), yb, Cout);
       }
@@ -354,16 +389,11 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       if (need_x) out.input_grad(0);  // allocated (zero) even when every row is masked
       std::vector<const T*> prow;
       std::vector<T> scratch;
-      std::vector<T> Wr, Wt, dWr;
+      std::vector<T> Wr, Wt, V, dWr;  // weight layouts built on first use
       if (need_w) dWr.assign(static_cast<size_t>(K * Cin * Cout), T(0));
-      if (need_x) {
-        if (s == 1) {
-          Wt.resize(static_cast<size_t>(K * Cout * Cin));
-          detail::conv_weight_to_dx_gemm(Wv.data(), Cout, Cin, K, Wt.data());
-        } else {
-          Wr.resize(static_cast<size_t>(K * Cin * Cout));
-          detail::conv_weight_to_gemm(Wv.data(), Cout, Cin, K, Wr.data());
-        }
+      if (need_x && s != 1) {
+        Wr.resize(static_cast<size_t>(K * Cin * Cout));
+        detail::conv_weight_to_gemm(Wv.data(), Cout, Cin, K, Wr.data());
       }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t L = Lout[b];
@@ -383,8 +413,16 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           const int64_t J = std::min<int64_t>(Tn, L + K - 1 - p);
           if (J <= 0) continue;
           if (detail::conv3_use_winograd<T>(K, 1, K - 1 - p, Cout, Cin, J)) {
-            detail::conv3_winograd(dyb, L, Cout, Wt.data(), Cin, dx, J, true);
+            if (V.empty()) {
+              V.resize(static_cast<size_t>(4 * Cout * Cin));
+              detail::winograd_weights_input_grad(Wv.data(), Cout, Cin, V.data());
+            }
+            detail::conv3_winograd(dyb, L, Cout, V.data(), Cin, dx, J, true);
           } else {
+            if (Wt.empty()) {
+              Wt.resize(static_cast<size_t>(K * Cout * Cin));
+              detail::conv_weight_to_dx_gemm(Wv.data(), Cout, Cin, K, Wt.data());
+            }
             detail::conv_patch_rows(dyb, L, Cout, K, 1, K - 1 - p, J, prow, scratch);
             cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), Wt.data(), Cin, T(1), dx, Cin);
           }
