@@ -47,7 +47,8 @@
 // arithmetic (so 0.39999999999999997, not 0.4); "0.5,0.75,0.95" = that list;
 // "0.5" = one threshold. Every threshold must lie in [0, 1].
 //
-// load_predictions(path, ann) reads either layout, keeping file order:
+// load_predictions(path, ann) reads either layout, keeping file order
+// (parse_predictions(root, context, ann) on an already parsed document):
 //   ActivityNet: {"results":  {vid: [{"segment": [s, e], "label": name | "label_id": id, "score": x}]}}
 //   reference:   {"database": {vid: [{"segment": [s, e], "label_id": id | "label": name, "scores": x}]}}
 // ("score" and "scores" are accepted in both; "label_id" wins over "label"; a
@@ -484,11 +485,11 @@ inline std::vector<double> parse_tiou_range(const std::string& spec) {
   return out;
 }
 
-/// Reads predictions in the ActivityNet ("results") or reference ("database") layout.
-inline std::vector<Prediction> load_predictions(const std::string& path,
-                                                const data::Annotations& ann) {
+/// Predictions from a parsed prediction document (either layout); `path`
+/// (usually the file name) starts every error message.
+inline std::vector<Prediction> parse_predictions(const json::Value& root, const std::string& path,
+                                                 const data::Annotations& ann) {
   using json::Value;
-  Value root = json::parse_file(path);
   FLOWLESS_CHECK(root.is_object(), path, ": expected a JSON object at the top level, found ",
                  root.type_name());
   const Value* db = nullptr;
@@ -552,6 +553,12 @@ inline std::vector<Prediction> load_predictions(const std::string& path,
     }
   }
   return out;
+}
+
+/// Reads predictions in the ActivityNet ("results") or reference ("database") layout.
+inline std::vector<Prediction> load_predictions(const std::string& path,
+                                                const data::Annotations& ann) {
+  return parse_predictions(json::parse_file(path), path, ann);
 }
 
 inline DetectionResult evaluate_detection(const data::Annotations& ann, const std::string& split,

@@ -1,6 +1,7 @@
 // flowless/io/file.hpp - whole-file reads and crash-safe writes.
 //
-// read_file: the bytes of a file; Error naming the path if it cannot be read.
+// read_file: the bytes of a file; Error naming the path if it cannot be read
+// (missing, unreadable, a directory).
 // write_file_atomic: writes to "<path>.tmp.<pid>" in the same folder, flushes,
 // then renames over <path>, so a crash never leaves a half-written file and
 // the previous version survives until the new one is complete.
@@ -28,7 +29,14 @@ inline bool dir_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/// Error naming the path when it exists but is a directory (an ifstream opens
+/// a directory on Linux and reports an absurd size for it).
+inline void check_not_directory(const std::string& path) {
+  FLOWLESS_CHECK(!dir_exists(path), path, ": is a directory, not a file");
+}
+
 inline std::string read_file(const std::string& path) {
+  check_not_directory(path);
   std::ifstream f(path, std::ios::binary);
   FLOWLESS_CHECK(f.good(), path, ": cannot open file (", std::strerror(errno), ")");
   std::string data;

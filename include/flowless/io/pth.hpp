@@ -19,6 +19,9 @@
 // only if the caller asks for it (e.g. it sits inside the chosen state dict).
 // BUILD state is discarded (OrderedDict._metadata and the like).
 //
+// parse_pth_state_dict(bytes, context, key) does the same on a checkpoint held
+// in memory (context names it in errors).
+//
 // Tensors are materialised as C-order Arrays: storage offset, sizes and
 // strides are bounds-checked against the storage, non-contiguous views are
 // gathered, big-endian archives are converted.
@@ -539,25 +542,30 @@ inline std::string find_pth_prefix(const ZipReader& zip) {
   return found;
 }
 
+// Opens an archive already read into a ZipReader; ctx (a path) names it in errors.
+inline std::unique_ptr<PthArchive> open_pth_zip(std::unique_ptr<ZipReader> zip, const std::string& ctx) {
+  auto a = std::make_unique<PthArchive>();
+  a->path = ctx;
+  a->zip = std::move(zip);
+  a->prefix = find_pth_prefix(*a->zip);
+  FLOWLESS_CHECK(!a->prefix.empty(), ctx, ": zip archive without a '<prefix>/data.pkl' entry: not a PyTorch checkpoint");
+  if (const ZipEntry* bo = a->zip->find(a->prefix + "/byteorder")) {
+    std::string order = a->zip->read(*bo);
+    while (!order.empty() && (order.back() == '\n' || order.back() == ' ')) order.pop_back();
+    FLOWLESS_CHECK(order == "little" || order == "big", ctx, ": unknown byteorder '", order.substr(0, 40), "'");
+    a->big_endian = order == "big";
+  }
+  const std::string pkl = a->prefix + "/data.pkl";
+  a->pickle = unpickle(a->zip->read(pkl), ctx + ": " + pkl);
+  return a;
+}
+
 inline std::unique_ptr<PthArchive> open_pth(const std::string& path) {
   FLOWLESS_CHECK(file_exists(path), path, ": no such file");
   FLOWLESS_CHECK(is_zip_file(path), path,
                  ": not a PyTorch zip checkpoint (the legacy torch.save format of torch < 1.6 is not supported; "
                  "re-save it with a newer torch)");
-  auto a = std::make_unique<PthArchive>();
-  a->path = path;
-  a->zip = std::make_unique<ZipReader>(path);
-  a->prefix = find_pth_prefix(*a->zip);
-  FLOWLESS_CHECK(!a->prefix.empty(), path, ": zip archive without a '<prefix>/data.pkl' entry: not a PyTorch checkpoint");
-  if (const ZipEntry* bo = a->zip->find(a->prefix + "/byteorder")) {
-    std::string order = a->zip->read(*bo);
-    while (!order.empty() && (order.back() == '\n' || order.back() == ' ')) order.pop_back();
-    FLOWLESS_CHECK(order == "little" || order == "big", path, ": unknown byteorder '", order, "'");
-    a->big_endian = order == "big";
-  }
-  const std::string pkl = a->prefix + "/data.pkl";
-  a->pickle = unpickle(a->zip->read(pkl), path + ": " + pkl);
-  return a;
+  return open_pth_zip(std::make_unique<ZipReader>(path), path);
 }
 
 // Materialises a tensor value as a C-order Array; where names it in errors.
@@ -662,6 +670,49 @@ inline std::vector<std::string> pth_top_level_keys(const std::string& path) {
   return keys;
 }
 
+namespace detail {
+// The state dict under `key` of an opened archive (see load_pth_state_dict).
+inline std::map<std::string, Array> pth_state_dict(PthArchive* ar, const std::string& key) {
+  const std::string& path = ar->path;
+  const PyObj* root = ar->pickle->root;
+  const PyObj* sd = root;
+  std::string what = "top-level object";
+  if (!key.empty()) {
+    FLOWLESS_CHECK(root->kind == PyObj::Dict, path, ": top-level object is ", py_describe(root),
+                   ", not a dict, so it has no entry '", key, "'");
+    sd = py_dict_get(root, key);
+    if (sd == nullptr) {
+      std::string avail;
+      for (size_t k = 0; k < root->dict_size(); ++k) {
+        const PyObj* kk = root->items[2 * k];
+        if (!avail.empty()) avail += ", ";
+        avail += kk->kind == PyObj::Str ? "'" + kk->s + "'" : std::string("<") + py_kind_name(kk->kind) + ">";
+      }
+      FLOWLESS_FAIL(path, ": checkpoint has no entry '", key, "' (available keys: ", avail.empty() ? "none" : avail,
+                    ")");
+    }
+    what = "entry '" + key + "'";
+  }
+  FLOWLESS_CHECK(sd->kind == PyObj::Dict, path, ": ", what, " is ", py_describe(sd), ", not a state dict");
+  std::map<std::string, Array> out;
+  for (size_t k = 0; k < sd->dict_size(); ++k) {
+    const PyObj* kk = sd->items[2 * k];
+    const PyObj* v = sd->items[2 * k + 1];
+    FLOWLESS_CHECK(kk->kind == PyObj::Str, path, ": ", what, " has a key of type ", py_kind_name(kk->kind),
+                   "; state dict keys must be strings");
+    const std::string where = path + ": " + what + ", tensor '" + kk->s + "'";
+    FLOWLESS_CHECK(v->kind == PyObj::Tensor, where, " is ", py_describe(v), ", not a plain tensor");
+    std::string name = kk->s;
+    if (name.compare(0, 7, "module.") == 0) name = name.substr(7);
+    FLOWLESS_CHECK(out.find(name) == out.end(), where, ": the name '", name,
+                   "' occurs twice after stripping 'module.'");
+    out.emplace(name, pth_tensor_to_array(*ar, v, where));
+  }
+  return out;
+}
+
+}  // namespace detail
+
 /// Loads a state dict from a .pth/.pth.tar checkpoint.
 /// key: which entry of the top-level dict holds the state dict
 /// ("state_dict_ema" by default); key = "" means the top-level object is
@@ -670,43 +721,20 @@ inline std::vector<std::string> pth_top_level_keys(const std::string& path) {
 /// plain tensor of a supported dtype is an Error naming the file and entry.
 inline std::map<std::string, Array> load_pth_state_dict(const std::string& path,
                                                         const std::string& key = "state_dict_ema") {
-  using detail::PyObj;
   auto ar = detail::open_pth(path);
-  const PyObj* root = ar->pickle->root;
-  const PyObj* sd = root;
-  std::string what = "top-level object";
-  if (!key.empty()) {
-    FLOWLESS_CHECK(root->kind == PyObj::Dict, path, ": top-level object is ", detail::py_describe(root),
-                   ", not a dict, so it has no entry '", key, "'");
-    sd = detail::py_dict_get(root, key);
-    if (sd == nullptr) {
-      std::string avail;
-      for (size_t k = 0; k < root->dict_size(); ++k) {
-        const PyObj* kk = root->items[2 * k];
-        if (!avail.empty()) avail += ", ";
-        avail += kk->kind == PyObj::Str ? "'" + kk->s + "'" : std::string("<") + detail::py_kind_name(kk->kind) + ">";
-      }
-      FLOWLESS_FAIL(path, ": checkpoint has no entry '", key, "' (available keys: ", avail.empty() ? "none" : avail,
-                    ")");
-    }
-    what = "entry '" + key + "'";
-  }
-  FLOWLESS_CHECK(sd->kind == PyObj::Dict, path, ": ", what, " is ", detail::py_describe(sd), ", not a state dict");
-  std::map<std::string, Array> out;
-  for (size_t k = 0; k < sd->dict_size(); ++k) {
-    const PyObj* kk = sd->items[2 * k];
-    const PyObj* v = sd->items[2 * k + 1];
-    FLOWLESS_CHECK(kk->kind == PyObj::Str, path, ": ", what, " has a key of type ", detail::py_kind_name(kk->kind),
-                   "; state dict keys must be strings");
-    const std::string where = path + ": " + what + ", tensor '" + kk->s + "'";
-    FLOWLESS_CHECK(v->kind == PyObj::Tensor, where, " is ", detail::py_describe(v), ", not a plain tensor");
-    std::string name = kk->s;
-    if (name.compare(0, 7, "module.") == 0) name = name.substr(7);
-    FLOWLESS_CHECK(out.find(name) == out.end(), where, ": the name '", name,
-                   "' occurs twice after stripping 'module.'");
-    out.emplace(name, detail::pth_tensor_to_array(*ar, v, where));
-  }
-  return out;
+  return detail::pth_state_dict(ar.get(), key);
+}
+
+/// load_pth_state_dict on the bytes of a checkpoint held in memory; context
+/// names it in errors.
+inline std::map<std::string, Array> parse_pth_state_dict(std::string bytes, const std::string& context,
+                                                         const std::string& key = "state_dict_ema") {
+  FLOWLESS_CHECK(bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0, context,
+                 ": not a PyTorch zip checkpoint (the legacy torch.save format of torch < 1.6 is not supported; "
+                 "re-save it with a newer torch)");
+  auto zip = std::make_unique<ZipReader>(ZipReader::from_bytes(std::move(bytes), context));
+  auto ar = detail::open_pth_zip(std::move(zip), context);
+  return detail::pth_state_dict(ar.get(), key);
 }
 
 }  // namespace flowless::io

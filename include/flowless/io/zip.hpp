@@ -96,7 +96,7 @@ class MemorySource : public ZipSource {
 
 class FileSource : public ZipSource {
  public:
-  explicit FileSource(const std::string& path) : path_(path), f_(path, std::ios::binary) {
+  explicit FileSource(const std::string& path) : path_((check_not_directory(path), path)), f_(path, std::ios::binary) {
     FLOWLESS_CHECK(f_.good(), path, ": cannot open file (", std::strerror(errno), ")");
     f_.seekg(0, std::ios::end);
     auto s = f_.tellg();

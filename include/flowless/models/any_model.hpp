@@ -41,6 +41,7 @@ class AnyModel {
   /// Detections of one video (see the file comment for the accepted widths).
   std::vector<Detection> detect(const float* feats, int64_t Tn, int64_t C, const VideoMeta& meta) {
     const DetectorConfig& c = config();
+    check_video_features(feats, Tn, C, meta.id);
     if (C == c.input_dim) return run(feats, Tn, C, meta);
     FLOWLESS_CHECK(c.channels[1] > 0 && c.channels[1] <= C, meta.id, ": features have ", C, " channels, the model reads ",
                    c.input_dim, (c.channels[1] > 0 ? " from channels [" + std::to_string(c.channels[0]) + ", " +

@@ -11,9 +11,13 @@
 // Parameter names equal the reference's state_dict names ("backbone.*",
 // "neck.*", "cls_head.*", "reg_head.*"), so reference checkpoints load as-is.
 // T must be divisible by config().max_div_factor(); detect() pads for you.
+// detect() refuses empty videos, features of another width and non-finite
+// values (check_video_features) with an Error naming the video.
 #pragma once
 
+#include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "flowless/models/backbones.hpp"
@@ -23,6 +27,25 @@
 #include "flowless/train/label_assignment.hpp"
 
 namespace flowless::models {
+
+/// Checks a (Tn, C) host feature buffer before inference: Tn > 0, a size
+/// that fits the int lengths of the pipeline, and finite values (a NaN or Inf
+/// would silently yield no detections). Errors name the video, the step and
+/// the channel.
+inline void check_video_features(const float* feats, int64_t Tn, int64_t C, const std::string& id) {
+  FLOWLESS_CHECK(Tn > 0, id, ": empty video (0 feature steps)");
+  FLOWLESS_CHECK(C > 0, id, ": features have ", C, " channels");
+  FLOWLESS_CHECK(Tn <= (int64_t(1) << 24) - (int64_t(1) << 16) && C <= int64_t(1) << 24, id, ": ", Tn, " x ", C,
+                 " features are beyond the supported size (at most 16,711,680 steps)");
+  FLOWLESS_CHECK(feats != nullptr, id, ": null feature pointer");
+  const int64_t n = Tn * C;
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) finite &= std::isfinite(feats[i]);
+  if (finite) return;
+  for (int64_t i = 0; i < n; ++i)
+    FLOWLESS_CHECK(std::isfinite(feats[i]), id, ": non-finite feature value (", feats[i], ") at step ", i / C,
+                   ", channel ", i % C);
+}
 
 template <class T>
 struct DetectorOutput {
@@ -123,6 +146,7 @@ class Detector : public nn::Module<T> {
     FLOWLESS_CHECK(Tn > 0, meta.id, ": empty video (0 feature steps)");
     FLOWLESS_CHECK(Cin == cfg_.input_dim, meta.id, ": features have ", Cin, " channels, the model expects ",
                    cfg_.input_dim);
+    check_video_features(feats, Tn, Cin, meta.id);
     NoGradGuard ng;
     const bool was_training = this->is_training();
     this->train(false);

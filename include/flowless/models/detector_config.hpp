@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -86,10 +87,83 @@ struct DetectorConfig {
     c.label_smoothing = label_smoothing;
     return c;
   }
+  /// Every field a model is built from is range-checked here, before any
+  /// arithmetic or allocation depends on it: a model file's config is input
+  /// like any other (n_head 0 would divide by zero, embd_dim 1e9 allocate
+  /// without bound).
   void validate(const std::string& ctx) const {
     FLOWLESS_CHECK(arch == "actionformer" || arch == "temporalmaxer", ctx, ": unknown arch '", arch, "'");
     FLOWLESS_CHECK(input_dim > 0 && num_classes > 0, ctx, ": input_dim and num_classes must be positive");
+    FLOWLESS_CHECK(input_dim <= (1 << 16) && num_classes <= (1 << 16), ctx, ": input_dim ", input_dim,
+                   " / num_classes ", num_classes, " exceed 65536");
+    for (auto [name, v] : {std::pair<const char*, int>{"embd_dim", embd_dim}, {"fpn_dim", fpn_dim}, {"head_dim", head_dim}})
+      FLOWLESS_CHECK(v > 0 && v <= (1 << 14), ctx, ": ", name, " ", v, " is not in [1, 16384]");
+    FLOWLESS_CHECK(n_head > 0 && n_head <= embd_dim, ctx, ": n_head ", n_head, " is not in [1, embd_dim]");
     FLOWLESS_CHECK(backbone_arch.size() == 3, ctx, ": backbone_arch must have 3 entries");
+    FLOWLESS_CHECK(backbone_arch[0] >= 0 && backbone_arch[0] <= 64 && backbone_arch[1] >= 0 && backbone_arch[1] <= 64 &&
+                       backbone_arch[2] >= 0 && backbone_arch[2] <= 16,
+                   ctx, ": backbone_arch (", backbone_arch[0], ", ", backbone_arch[1], ", ", backbone_arch[2],
+                   ") is outside [0, 64] x [0, 64] x [0, 16]");
+    FLOWLESS_CHECK(scale_factor >= 1 && std::pow(double(scale_factor), backbone_arch[2]) <= double(1 << 24), ctx,
+                   ": scale_factor ", scale_factor, " must be >= 1 with scale_factor^", backbone_arch[2], " <= 2^24");
+    FLOWLESS_CHECK(fpn_start_level >= 0 && fpn_start_level <= backbone_arch[2], ctx, ": fpn_start_level ",
+                   fpn_start_level, " is not in [0, ", backbone_arch[2], "]");
+    for (auto [name, k] : {std::pair<const char*, int>{"embd_kernel_size", embd_kernel_size},
+                           {"head_kernel_size", head_kernel_size}})
+      FLOWLESS_CHECK(k >= 1 && k % 2 == 1 && k <= 1023, ctx, ": ", name, " ", k, " must be odd and in [1, 1023]");
+    FLOWLESS_CHECK(head_num_layers >= 1 && head_num_layers <= 64, ctx, ": head_num_layers ", head_num_layers,
+                   " is not in [1, 64]");
+    for (int w : mha_win_size)
+      FLOWLESS_CHECK(w >= -1 && w <= (1 << 16), ctx, ": window size ", w, " is not in [-1, 65536]");
+    if (int(mha_win_size.size()) == backbone_arch[2] + 1) {
+      // max_div_factor() (the inference buffer granularity) in 64 bits first: <= 2^16.
+      for (int l = fpn_start_level; l <= backbone_arch[2]; ++l) {
+        const int64_t stride = std::llround(std::pow(double(scale_factor), l));
+        const int64_t w = mha_win_size[size_t(std::min<int>(l - fpn_start_level, int(mha_win_size.size()) - 1))];
+        FLOWLESS_CHECK(stride * std::max<int64_t>(w, 1) <= (1 << 16), ctx, ": level ", l, " has stride ", stride,
+                       " and window ", w, "; stride * window must be <= 65536");
+      }
+    }
+    FLOWLESS_CHECK(max_seq_len > 0 && max_seq_len <= (1 << 28), ctx, ": max_seq_len ", max_seq_len,
+                   " is not in [1, 2^28]");
+    FLOWLESS_CHECK(std::isfinite(max_buffer_len_factor) && max_buffer_len_factor > 0, ctx,
+                   ": max_buffer_len_factor must be finite and > 0");
+    FLOWLESS_CHECK(std::isfinite(feat_stride) && feat_stride > 0 && std::isfinite(num_frames) && num_frames >= 0 &&
+                       std::isfinite(default_fps) && default_fps >= 0,
+                   ctx, ": feat_stride / num_frames / default_fps must be finite, feat_stride > 0");
+    for (int k : head_empty_cls)
+      FLOWLESS_CHECK(k >= 0 && k < num_classes, ctx, ": head_empty_cls holds ", k, ", not a class in [0, ",
+                     num_classes, ")");
+    FLOWLESS_CHECK(channels[0] >= 0 && channels[1] >= 0, ctx, ": negative channel range");
+    FLOWLESS_CHECK(backbone_arch[0] > 0 || input_dim == embd_dim, ctx,
+                   ": without embedding convolutions (backbone_arch[0] = 0) input_dim must equal embd_dim (", input_dim,
+                   " vs ", embd_dim, ")");
+    FLOWLESS_CHECK(head_num_layers > 1 || head_dim == fpn_dim, ctx, ": with head_num_layers 1 head_dim must equal fpn_dim (",
+                   head_dim, " vs ", fpn_dim, ")");
+    FLOWLESS_CHECK(fpn_type != "identity" || fpn_dim == embd_dim, ctx, ": fpn_type identity needs fpn_dim == embd_dim (",
+                   fpn_dim, " vs ", embd_dim, ")");
+    for (int l = 0; l < num_levels() && l < int(regression_range.size()); ++l)
+      FLOWLESS_CHECK(std::isfinite(regression_range[size_t(l)][0]) && std::isfinite(regression_range[size_t(l)][1]) &&
+                         regression_range[size_t(l)][0] <= regression_range[size_t(l)][1],
+                     ctx, ": regression_range of level ", l, " must be finite [lo, hi] with lo <= hi");
+    FLOWLESS_CHECK(dropout >= 0 && dropout < 1 && droppath >= 0 && droppath < 1, ctx,
+                   ": dropout and droppath must be in [0, 1)");
+    FLOWLESS_CHECK(inference_padding == "divisible" || inference_padding == "max_seq_len", ctx,
+                   ": unknown flowless.inference_padding '", inference_padding, "' (divisible, max_seq_len)");
+    if (inference_padding == "max_seq_len" && int(mha_win_size.size()) == backbone_arch[2] + 1)
+      FLOWLESS_CHECK(max_seq_len % max_div_factor() == 0, ctx, ": max_seq_len ", max_seq_len,
+                     " must be divisible by ", max_div_factor(), " (stride x window) for inference_padding max_seq_len");
+    // Post-processing settings are checked here too, so a bad model file fails
+    // when it is loaded rather than at its first detection.
+    const infer::NmsConfig& nms = test.nms;
+    FLOWLESS_CHECK(nms.method == "soft" || nms.method == "hard" || nms.method == "none", ctx,
+                   ": unknown test_cfg.nms_method '", nms.method, "' (soft, hard or none)");
+    FLOWLESS_CHECK(nms.max_seg_num >= 1 && test.pre_nms_topk >= 0, ctx,
+                   ": test_cfg.max_seg_num must be >= 1 and pre_nms_topk >= 0");
+    FLOWLESS_CHECK(std::isfinite(nms.sigma) && (nms.method != "soft" || nms.sigma > 0), ctx,
+                   ": test_cfg.nms_sigma must be > 0 for soft NMS");
+    for (float v : {test.pre_nms_thresh, test.duration_thresh, nms.iou_threshold, nms.min_score, nms.voting_thresh})
+      FLOWLESS_CHECK(std::isfinite(v), ctx, ": test_cfg thresholds must be finite");
     FLOWLESS_CHECK(int(regression_range.size()) >= num_levels(), ctx, ": regression_range has ",
                    regression_range.size(), " entries for ", num_levels(), " levels");
     FLOWLESS_CHECK(arch != "actionformer" || embd_dim % n_head == 0, ctx, ": embd_dim ", embd_dim,
@@ -103,13 +177,22 @@ struct DetectorConfig {
 };
 
 namespace detail {
+/// A JSON integer narrowed to int; an Error naming the field when it does not fit
+/// (a silent wrap-around would turn 2^32 + 8 into 8).
+inline int checked_int(const std::string& ctx, const char* name, int64_t v) {
+  FLOWLESS_CHECK(v >= std::numeric_limits<int>::min() && v <= std::numeric_limits<int>::max(), ctx, ": ", name,
+                 " = ", v, " is out of range");
+  return int(v);
+}
+
 inline std::vector<int> json_int_list(const json::Value& v, const std::string& ctx) {
   std::vector<int> out;
+  FLOWLESS_CHECK(!v.is_array() || v.as_array().size() <= 4096, ctx, ": integer list of ", v.as_array().size(),
+                 " entries is too long");
   if (v.is_array())
-    for (auto& e : v.as_array()) out.push_back(int(e.as_int()));
+    for (auto& e : v.as_array()) out.push_back(checked_int(ctx, "list entry", e.as_int()));
   else
-    out.push_back(int(v.as_int()));
-  (void)ctx;
+    out.push_back(checked_int(ctx, "list entry", v.as_int()));
   return out;
 }
 }  // namespace detail
@@ -129,18 +212,18 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
                    "' is not supported (convTransformer, convPooler)");
     c.arch = bt == "convPooler" ? "temporalmaxer" : "actionformer";
     c.arch = fl.string_or("arch", c.arch);
-    c.input_dim = int(m.int_or("input_dim", d.int_or("input_dim", c.input_dim)));
-    c.num_classes = int(m.int_or("num_classes", d.int_or("num_classes", c.num_classes)));
-    c.embd_dim = int(m.int_or("embd_dim", c.embd_dim));
-    c.fpn_dim = int(m.int_or("fpn_dim", c.fpn_dim));
-    c.head_dim = int(m.int_or("head_dim", c.head_dim));
-    c.n_head = int(m.int_or("n_head", c.n_head));
+    c.input_dim = detail::checked_int(ctx, "input_dim", m.int_or("input_dim", d.int_or("input_dim", c.input_dim)));
+    c.num_classes = detail::checked_int(ctx, "num_classes", m.int_or("num_classes", d.int_or("num_classes", c.num_classes)));
+    c.embd_dim = detail::checked_int(ctx, "embd_dim", m.int_or("embd_dim", c.embd_dim));
+    c.fpn_dim = detail::checked_int(ctx, "fpn_dim", m.int_or("fpn_dim", c.fpn_dim));
+    c.head_dim = detail::checked_int(ctx, "head_dim", m.int_or("head_dim", c.head_dim));
+    c.n_head = detail::checked_int(ctx, "n_head", m.int_or("n_head", c.n_head));
     if (m.contains("backbone_arch")) c.backbone_arch = detail::json_int_list(m.at("backbone_arch"), ctx);
     FLOWLESS_CHECK(c.backbone_arch.size() == 3, "model.backbone_arch must have 3 entries");
-    c.scale_factor = int(m.int_or("scale_factor", c.scale_factor));
-    c.embd_kernel_size = int(m.int_or("embd_kernel_size", c.embd_kernel_size));
-    c.head_kernel_size = int(m.int_or("head_kernel_size", c.head_kernel_size));
-    c.head_num_layers = int(m.int_or("head_num_layers", c.head_num_layers));
+    c.scale_factor = detail::checked_int(ctx, "scale_factor", m.int_or("scale_factor", c.scale_factor));
+    c.embd_kernel_size = detail::checked_int(ctx, "embd_kernel_size", m.int_or("embd_kernel_size", c.embd_kernel_size));
+    c.head_kernel_size = detail::checked_int(ctx, "head_kernel_size", m.int_or("head_kernel_size", c.head_kernel_size));
+    c.head_num_layers = detail::checked_int(ctx, "head_num_layers", m.int_or("head_num_layers", c.head_num_layers));
     c.embd_with_ln = m.bool_or("embd_with_ln", c.embd_with_ln);
     c.fpn_with_ln = m.bool_or("fpn_with_ln", c.fpn_with_ln);
     c.head_with_ln = m.bool_or("head_with_ln", c.head_with_ln);
@@ -148,8 +231,8 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     c.use_rel_pe = m.bool_or("use_rel_pe", c.use_rel_pe);
     FLOWLESS_CHECK(!c.use_rel_pe, "model.use_rel_pe is not supported");
     c.fpn_type = m.string_or("fpn_type", c.fpn_type);
-    c.fpn_start_level = int(m.int_or("fpn_start_level", c.fpn_start_level));
-    c.max_seq_len = int(m.int_or("max_seq_len", d.int_or("max_seq_len", c.max_seq_len)));
+    c.fpn_start_level = detail::checked_int(ctx, "fpn_start_level", m.int_or("fpn_start_level", c.fpn_start_level));
+    c.max_seq_len = detail::checked_int(ctx, "max_seq_len", m.int_or("max_seq_len", d.int_or("max_seq_len", c.max_seq_len)));
     c.max_buffer_len_factor = m.number_or("max_buffer_len_factor", c.max_buffer_len_factor);
     if (m.contains("regression_range")) {
       c.regression_range.clear();
@@ -159,7 +242,9 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     {
       std::vector<int> w = m.contains("n_mha_win_size") ? detail::json_int_list(m.at("n_mha_win_size"), ctx)
                                                           : std::vector<int>{19};
-      if (w.size() == 1) w.assign(c.backbone_arch[2] + 1, w[0]);
+      FLOWLESS_CHECK(c.backbone_arch.size() == 3 && c.backbone_arch[2] >= 0 && c.backbone_arch[2] <= 16, ctx,
+                     ": backbone_arch must have 3 entries with at most 16 pyramid levels");
+      if (w.size() == 1) w.assign(size_t(c.backbone_arch[2]) + 1, w[0]);
       c.mha_win_size = w;
     }
     c.feat_stride = d.number_or("feat_stride", c.feat_stride);
@@ -176,14 +261,14 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     c.droppath = tr.number_or("droppath", c.droppath);
     c.label_smoothing = tr.number_or("label_smoothing", c.label_smoothing);
     c.test.pre_nms_thresh = float(te.number_or("pre_nms_thresh", c.test.pre_nms_thresh));
-    c.test.pre_nms_topk = int(te.int_or("pre_nms_topk", c.test.pre_nms_topk));
+    c.test.pre_nms_topk = detail::checked_int(ctx, "pre_nms_topk", te.int_or("pre_nms_topk", c.test.pre_nms_topk));
     c.test.duration_thresh = float(te.number_or("duration_thresh", c.test.duration_thresh));
     c.test.nms.method = te.string_or("nms_method", c.test.nms.method);
     c.test.nms.iou_threshold = float(te.number_or("iou_threshold", c.test.nms.iou_threshold));
     c.test.nms.min_score = float(te.number_or("min_score", c.test.nms.min_score));
     c.test.nms.sigma = float(te.number_or("nms_sigma", c.test.nms.sigma));
     c.test.nms.voting_thresh = float(te.number_or("voting_thresh", c.test.nms.voting_thresh));
-    c.test.nms.max_seg_num = int(te.int_or("max_seg_num", c.test.nms.max_seg_num));
+    c.test.nms.max_seg_num = detail::checked_int(ctx, "max_seg_num", te.int_or("max_seg_num", c.test.nms.max_seg_num));
     c.test.nms.multiclass = te.bool_or("multiclass_nms", c.test.nms.multiclass);
     c.inference_padding = fl.string_or("inference_padding", c.inference_padding);
     c.modality = fl.string_or("modality", c.modality);

@@ -9,16 +9,22 @@
 // run() the EMA weights are copied into the module when use_ema is on (the
 // reference evaluates the EMA copy).
 //
+// Divergence: a non-finite loss or gradient norm stops training with an Error
+// before the optimizer step, so the weights, the EMA and every checkpoint
+// written so far stay finite (the last good checkpoint is kept).
+//
 // Determinism: the data order, the truncation crops and stochastic depth are
 // drawn from seeded generators whose state is checkpointed at epoch ends, so
 // an interrupted run resumed from its last checkpoint ends with the same
 // weights as an uninterrupted run with the same thread count.
 #pragma once
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <unistd.h>
@@ -127,7 +133,15 @@ class Trainer {
                       (opt_.checkpoint.empty() ? std::string() : "; the last good checkpoint is kept at " + opt_.checkpoint));
       m.zero_grad();
       backward(loss);
-      if (opt_.clip_grad_l2norm > 0) clip_grad_norm(params, opt_.clip_grad_l2norm);
+      // The global gradient norm (clip_grad_norm with an infinite bound only
+      // measures it). A non-finite norm stops training before the step, so
+      // NaN never reaches the weights, the EMA or a checkpoint.
+      const double gnorm = clip_grad_norm(
+          params, opt_.clip_grad_l2norm > 0 ? opt_.clip_grad_l2norm : std::numeric_limits<double>::infinity());
+      if (!std::isfinite(gnorm))
+        FLOWLESS_FAIL("training diverged: gradient norm is ", gnorm, " (loss ", lv, ") at epoch ", epoch_ + 1,
+                      ", iteration ", iter_,
+                      (opt_.checkpoint.empty() ? std::string() : "; the last good checkpoint is kept at " + opt_.checkpoint));
       optim_.step();
       if (opt_.use_ema) ema_.update(m);
       ++iter_;
@@ -174,23 +188,41 @@ class Trainer {
     io::save_safetensors(path, st);
   }
 
+  /// Restores a save_checkpoint() file. Every problem (truncated or foreign
+  /// file, missing or malformed metadata, tensors that do not fit the model)
+  /// is a flowless::Error naming the path; the counters and generator are
+  /// validated before any weight is touched.
   void load_checkpoint(const std::string& path) {
     io::SafeTensors st = io::load_safetensors(path);
     auto f = st.metadata.find("format");
     FLOWLESS_CHECK(f != st.metadata.end() && f->second == "flowless-checkpoint", path, ": not a flowless training checkpoint");
+    auto meta = [&](const char* key) -> const std::string& {
+      auto it = st.metadata.find(key);
+      FLOWLESS_CHECK(it != st.metadata.end(), path, ": checkpoint metadata lacks '", key, "'");
+      return it->second;
+    };
+    auto count = [&](const char* key) -> int64_t {
+      const std::string& v = meta(key);
+      int64_t x = -1;
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+      FLOWLESS_CHECK(r.ec == std::errc() && r.ptr == v.data() + v.size() && x >= 0, path, ": checkpoint metadata '",
+                     key, "' = '", v.substr(0, 40), "' is not a non-negative integer");
+      return x;
+    };
+    const int64_t epoch = count("epoch"), iteration = count("iteration");
+    FLOWLESS_CHECK(epoch <= 1000000 && iteration <= (int64_t(1) << 53), path, ": checkpoint epoch ", epoch,
+                   " / iteration ", iteration, " out of range");
+    Rng data_rng;
+    try {
+      data_rng.set_state(meta("data_rng"));
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      FLOWLESS_FAIL(path, ": checkpoint metadata 'data_rng' is malformed (", e.what(), ")");
+    }
     std::map<std::string, Tensor<T>> model, ema, optim;
     for (auto& [k, a] : st.tensors) {
-      auto v = a.to_float32(path);
-      Tensor<T> t(Shape{int64_t(v.size())});
-      for (size_t i = 0; i < v.size(); ++i) t[int64_t(i)] = T(v[i]);
-      auto shaped = t;
-      if (!a.shape.empty()) {
-        Shape s;
-        for (int64_t d : a.shape) s.d[s.nd++] = d;
-        shaped = t.reshape(s);
-      } else {
-        shaped = t.reshape(Shape{});
-      }
+      Tensor<T> shaped = nn::array_to_tensor<T>(a, path + ": tensor '" + k + "'");
       if (k.rfind("model.", 0) == 0) model[k.substr(6)] = shaped;
       else if (k.rfind("ema.", 0) == 0) ema[k.substr(4)] = shaped;
       else if (k.rfind("optim.", 0) == 0) optim[k.substr(6)] = shaped;
@@ -198,13 +230,21 @@ class Trainer {
     task_.module().load_state_dict(model, path, true);
     ema_.load_state_dict(ema, path);
     optim_.load_state_dict(optim, path);
-    epoch_ = std::stoi(st.metadata.at("epoch"));
-    iter_ = std::stoll(st.metadata.at("iteration"));
-    data_rng_.set_state(st.metadata.at("data_rng"));
+    epoch_ = int(epoch);
+    iter_ = iteration;
+    data_rng_ = data_rng;
     std::map<std::string, std::string> extra;
     for (auto& [k, v] : st.metadata)
       if (k.rfind("task.", 0) == 0) extra[k.substr(5)] = v;
-    task_.load_extra_state(extra);
+    try {
+      task_.load_extra_state(extra);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.rfind(path, 0) == 0) throw;
+      FLOWLESS_FAIL(path, ": task state: ", what);
+    } catch (const std::exception& e) {
+      FLOWLESS_FAIL(path, ": malformed task state in the checkpoint metadata (", e.what(), ")");
+    }
   }
 
  private:
