@@ -28,13 +28,27 @@
 // read in place, with separate buffers only at the sequence ends).
 // gemm_serial is the plain single-threaded Eigen product (used as a baseline
 // by the benchmarks).
+//
+// Reduced precision (inference): with MatmulPrecisionScope(MatmulPrecision::bf16)
+// on the calling thread, float products that take the packed path round op(A)
+// and op(B) to bfloat16 (round to nearest even) while packing and multiply them
+// with AVX-512 BF16 dot products (vdpbf16ps: twice the multiply-adds of an fp32
+// FMA per instruction), accumulating in fp32; C, alpha and beta stay fp32. The
+// relative error of each product is about 2^-8 (bfloat16 has 8 significand
+// bits), like torch.autocast(dtype=torch.bfloat16) on the CPU. Inputs must be
+// finite (NaN/Inf are not preserved by the rounding). Without AVX-512 BF16
+// (compiled without __AVX512BF16__, e.g. no -march=native on such a CPU) the
+// setting is ignored: matmul_bf16_available() says which. The result is still
+// independent of the thread count. Training never uses it unless asked.
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -42,6 +56,7 @@
 #include <immintrin.h>
 #endif
 
+#include "flowless/core/error.hpp"
 #include "flowless/core/thread_pool.hpp"
 
 namespace flowless::cpu {
@@ -80,6 +95,49 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T 
   else
     run(ConstMap<T>(A, K, M, Eigen::OuterStride<>(lda)).transpose(),
         ConstMap<T>(B, N, K, Eigen::OuterStride<>(ldb)).transpose());
+}
+
+/// Arithmetic of float matrix products (see the file comment).
+enum class MatmulPrecision { fp32, bf16 };
+
+namespace gemm_detail {
+inline MatmulPrecision& matmul_precision_ref() {
+  thread_local MatmulPrecision p = MatmulPrecision::fp32;
+  return p;
+}
+}  // namespace gemm_detail
+
+/// The calling thread's setting (fp32 unless a MatmulPrecisionScope is active).
+inline MatmulPrecision matmul_precision() { return gemm_detail::matmul_precision_ref(); }
+
+/// Whether MatmulPrecision::bf16 takes effect in this build (AVX-512 BF16 compiled in).
+constexpr bool matmul_bf16_available() {
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// Sets the calling thread's matmul precision for its lifetime (RAII; nests).
+class MatmulPrecisionScope {
+ public:
+  explicit MatmulPrecisionScope(MatmulPrecision p) : saved_(gemm_detail::matmul_precision_ref()) {
+    gemm_detail::matmul_precision_ref() = p;
+  }
+  ~MatmulPrecisionScope() { gemm_detail::matmul_precision_ref() = saved_; }
+  MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+  MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+ private:
+  MatmulPrecision saved_;
+};
+
+/// Parses "fp32" | "bf16" (command-line options, configs).
+inline MatmulPrecision parse_matmul_precision(const std::string& s) {
+  if (s == "fp32") return MatmulPrecision::fp32;
+  if (s == "bf16") return MatmulPrecision::bf16;
+  FLOWLESS_FAIL("unknown precision '", s, "' (fp32 or bf16)");
 }
 
 namespace gemm_detail {
@@ -223,6 +281,24 @@ void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t 
     for (int64_t r = 0; r < kMR; ++r) dst[k0 * kMR + r] = src[r] ? src[r][k0] : 0.f;
 }
 
+/// C = fma(alpha, acc, cb * C) for a full 12 x 32 tile (cb = 0: C is not read).
+inline void store_tile(const __m512 (&acc)[kMR][2], float* c, int64_t ldc, float alpha, float cb) {
+  const __m512 va = _mm512_set1_ps(alpha);
+  if (cb == 0.f) {
+    for (int r = 0; r < kMR; ++r) {
+      _mm512_storeu_ps(c + r * ldc, _mm512_mul_ps(va, acc[r][0]));
+      _mm512_storeu_ps(c + r * ldc + 16, _mm512_mul_ps(va, acc[r][1]));
+    }
+  } else {
+    const __m512 vb = _mm512_set1_ps(cb);
+    for (int r = 0; r < kMR; ++r) {
+      float* cr = c + r * ldc;
+      _mm512_storeu_ps(cr, _mm512_fmadd_ps(va, acc[r][0], _mm512_mul_ps(vb, _mm512_loadu_ps(cr))));
+      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(va, acc[r][1], _mm512_mul_ps(vb, _mm512_loadu_ps(cr + 16))));
+    }
+  }
+}
+
 /// The 12 x 32 register tile: acc = sum_k a[k, r] * b[k, c], then
 /// C = fma(alpha, acc, cb * C) (cb = 0: C is not read). Full tiles only.
 inline void kernel_12x32(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
@@ -240,27 +316,15 @@ inline void kernel_12x32(int64_t kc, const float* __restrict a, const float* __r
       acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha);
-  if (cb == 0.f) {
-    for (int r = 0; r < kMR; ++r) {
-      _mm512_storeu_ps(c + r * ldc, _mm512_mul_ps(va, acc[r][0]));
-      _mm512_storeu_ps(c + r * ldc + 16, _mm512_mul_ps(va, acc[r][1]));
-    }
-  } else {
-    const __m512 vb = _mm512_set1_ps(cb);
-    for (int r = 0; r < kMR; ++r) {
-      float* cr = c + r * ldc;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(va, acc[r][0], _mm512_mul_ps(vb, _mm512_loadu_ps(cr))));
-      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(va, acc[r][1], _mm512_mul_ps(vb, _mm512_loadu_ps(cr + 16))));
-    }
-  }
+  store_tile(acc, c, ldc, alpha, cb);
 }
 
 /// Edge tile (mv <= 12 rows, nv <= 32 columns): the same arithmetic through a local tile.
-inline void kernel_edge(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mv, int64_t nv,
-                        float alpha, float cb) {
+template <class Kernel, class E>
+void kernel_edge(const Kernel& kernel, int64_t kc, const E* a, const E* b, float* c, int64_t ldc, int64_t mv,
+                 int64_t nv, float alpha, float cb) {
   alignas(64) float tile[kMR * kNR];
-  kernel_12x32(kc, a, b, tile, kNR, 1.f, 0.f);
+  kernel(kc, a, b, tile, kNR, 1.f, 0.f);
   for (int64_t r = 0; r < mv; ++r)
     for (int64_t j = 0; j < nv; ++j) {
       float& y = c[r * ldc + j];
@@ -268,18 +332,122 @@ inline void kernel_edge(int64_t kc, const float* a, const float* b, float* c, in
     }
 }
 
+#if defined(__AVX512BF16__)
+// bfloat16 pairs: a 32-bit slot holds (lo: element k, hi: element k + 1) of a
+// K-pair, both rounded to nearest even; K-blocks are packed as kc2 = ceil(kc/2)
+// pairs (an odd tail pairs with zero).
+
+/// Round to nearest even bfloat16; the result sits in the upper 16 bits (finite inputs).
+inline __m512i bf16_round_hi(__m512 x) {
+  const __m512i b = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+  return _mm512_and_si512(r, _mm512_set1_epi32(int(0xFFFF0000u)));
+}
+/// Lane-wise pair (lo = x0, hi = x1) of rounded bfloat16 values.
+inline __m512i bf16_pair(__m512 x0, __m512 x1) {
+  return _mm512_or_si512(bf16_round_hi(x1), _mm512_srli_epi32(bf16_round_hi(x0), 16));
+}
+inline uint32_t bf16_pair_scalar(float x0, float x1) {
+  alignas(64) float a[16] = {x0}, b[16] = {x1};
+  alignas(64) uint32_t o[16];
+  _mm512_store_si512(o, bf16_pair(_mm512_load_ps(a), _mm512_load_ps(b)));
+  return o[0];
+}
+
+/// pack_b_sliver in bfloat16 pairs: kc2 rows of 32 slots.
+inline void pack_b_sliver_bf16(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc,
+                               int64_t n0, uint32_t* dst) {
+  alignas(64) float rows[2][kNR];
+  for (int64_t k = 0; k < kc; k += 2) {
+    for (int h = 0; h < 2; ++h) {
+      float* d = rows[h];
+      if (k + h >= kc) {
+        std::fill(d, d + kNR, 0.f);
+        continue;
+      }
+      pack_b_sliver(trans_b, B, ldb, N, p0 + k + h, 1, n0, d);
+    }
+    uint32_t* o = dst + (k / 2) * kNR;
+    _mm512_store_si512(o, bf16_pair(_mm512_load_ps(rows[0]), _mm512_load_ps(rows[1])));
+    _mm512_store_si512(o + 16, bf16_pair(_mm512_load_ps(rows[0] + 16), _mm512_load_ps(rows[1] + 16)));
+  }
+}
+
+/// pack_a_sliver in bfloat16 pairs: kc2 columns of 12 slots (packs fp32 through tmp, kc x 12 floats).
 template <class Row>
+void pack_a_sliver_bf16(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* tmp,
+                        uint32_t* dst) {
+  pack_a_sliver(trans_a, row, M, m0, p0, kc, tmp);
+  const __mmask16 m12 = 0x0FFF;
+  int64_t k = 0;
+  for (; k + 1 < kc; k += 2) {
+    const __m512 x0 = _mm512_maskz_loadu_ps(m12, tmp + k * kMR), x1 = _mm512_maskz_loadu_ps(m12, tmp + (k + 1) * kMR);
+    _mm512_mask_storeu_epi32(dst + (k / 2) * kMR, m12, bf16_pair(x0, x1));
+  }
+  if (k < kc) {
+    const __m512 x0 = _mm512_maskz_loadu_ps(m12, tmp + k * kMR);
+    _mm512_mask_storeu_epi32(dst + (k / 2) * kMR, m12, bf16_pair(x0, _mm512_setzero_ps()));
+  }
+}
+
+/// kernel_12x32 over kc2 bfloat16 pairs (vdpbf16ps), fp32 accumulators.
+inline void kernel_12x32_bf16(int64_t kc2, const uint32_t* __restrict a, const uint32_t* __restrict b, float* c,
+                              int64_t ldc, float alpha, float cb) {
+  __m512 acc[kMR][2];
+  for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc2; ++k) {
+    const __m512bh b0 = (__m512bh)_mm512_load_si512(b + k * kNR);
+    const __m512bh b1 = (__m512bh)_mm512_load_si512(b + k * kNR + 16);
+    const uint32_t* ak = a + k * kMR;
+#pragma GCC unroll 12
+    for (int r = 0; r < kMR; ++r) {
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32(int(ak[r]));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+    }
+  }
+  store_tile(acc, c, ldc, alpha, cb);
+}
+#endif  // __AVX512BF16__
+
+/// The packed product; with Bf16, op(A) and op(B) are packed as bfloat16 pairs
+/// (same buffer sizes: a K-block of kc values takes ceil(kc/2) 32-bit slots)
+/// and multiplied with kernel_12x32_bf16.
+template <bool Bf16, class Row>
 void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  using E = std::conditional_t<Bf16, uint32_t, float>;
+  // Packed length of a K-block of kc values.
+  auto klen = [](int64_t kc) { return Bf16 ? (kc + 1) / 2 : kc; };
+  auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_) {
+#if defined(__AVX512BF16__)
+    if constexpr (Bf16) {
+      kernel_12x32_bf16(kl, a, b, c, ldc_, al, cb_);
+      return;
+    }
+#endif
+    if constexpr (!Bf16) kernel_12x32(kl, a, b, c, ldc_, al, cb_);
+  };
   const int64_t nsl = (N + kNR - 1) / kNR;  // 32-column slivers
-  const int64_t npc = (K + kKC - 1) / kKC;  // K-blocks
-  // Pack op(B): block p occupies [p*kKC*nsl*32, ...), sliver j at j*kc*32 inside it.
+  // K-block: bf16 pairs take half the bytes, so its blocks hold twice the K values
+  // (fewer passes over C; the packed panels keep the fp32 footprints).
+  constexpr int64_t KC = Bf16 ? 2 * kKC : kKC;
+  const int64_t npc = (K + KC - 1) / KC;  // K-blocks
+  // Pack op(B): block p occupies [klen(p*KC)*nsl*32, ...), sliver j at j*klen(kc)*32 inside it.
   AlignedBuf bp = aligned_floats(K * nsl * kNR);
-  float* Bp = bp.get();
-  parallel_for(npc * nsl, std::max<int64_t>(1, 4096 / kKC), [&](int64_t t0, int64_t t1) {
+  E* Bp = reinterpret_cast<E*>(bp.get());
+  parallel_for(npc * nsl, std::max<int64_t>(1, 4096 / KC), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t p = t / nsl, j = t % nsl, p0 = p * kKC, kc = std::min(kKC, K - p0);
-      pack_b_sliver(trans_b, B, ldb, N, p0, kc, j * kNR, Bp + p0 * nsl * kNR + j * kc * kNR);
+      const int64_t p = t / nsl, j = t % nsl, p0 = p * KC, kc = std::min(KC, K - p0);
+      E* dst = Bp + klen(p0) * nsl * kNR + j * klen(kc) * kNR;
+#if defined(__AVX512BF16__)
+      if constexpr (Bf16) {
+        pack_b_sliver_bf16(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
+        continue;
+      }
+#endif
+      if constexpr (!Bf16) pack_b_sliver(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
     }
   });
   // Tasks: row blocks of kMB rows; with few row blocks also column groups of kNC.
@@ -291,31 +459,54 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       const int64_t m0 = (t / ncg) * kMB, m1 = std::min(M, m0 + kMB);
       const int64_t g0 = (t % ncg) * cg_cols, g1 = std::min(N, g0 + cg_cols);
       const int64_t nas = (m1 - m0 + kMR - 1) / kMR;
-      float* Ap = a_scratch(nas * kMR * kKC);
+      // fp32: nas packed slivers; bf16: the same space holds them as pairs, plus one fp32 sliver of staging.
+      float* scratch = a_scratch(nas * kMR * klen(KC) + (Bf16 ? kMR * KC : 0));
+      E* Ap = reinterpret_cast<E*>(scratch);
       for (int64_t p = 0; p < npc; ++p) {
-        const int64_t p0 = p * kKC, kc = std::min(kKC, K - p0);
+        const int64_t p0 = p * KC, kc = std::min(KC, K - p0), kl = klen(kc);
         const float cb = p == 0 ? beta : 1.f;
-        for (int64_t s = 0; s < nas; ++s) pack_a_sliver(trans_a, arow, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kc);
-        const float* Bblk = Bp + p0 * nsl * kNR;
+        for (int64_t s = 0; s < nas; ++s) {
+#if defined(__AVX512BF16__)
+          if constexpr (Bf16) {
+            pack_a_sliver_bf16(trans_a, arow, M, m0 + s * kMR, p0, kc, scratch + nas * kMR * klen(KC), Ap + s * kMR * kl);
+            continue;
+          }
+#endif
+          if constexpr (!Bf16) pack_a_sliver(trans_a, arow, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kl);
+        }
+        const E* Bblk = Bp + klen(p0) * nsl * kNR;
         for (int64_t n0 = g0; n0 < g1; n0 += kNC) {
           const int64_t n1 = std::min(g1, n0 + kNC);
           for (int64_t s = 0; s < nas; ++s) {
             const int64_t r0 = m0 + s * kMR, mv = std::min(kMR, m1 - r0);
-            const float* as = Ap + s * kMR * kc;
+            const E* as = Ap + s * kMR * kl;
             for (int64_t c0 = n0; c0 < n1; c0 += kNR) {
               const int64_t nv = std::min(kNR, N - c0);
-              const float* bs = Bblk + (c0 / kNR) * kc * kNR;
+              const E* bs = Bblk + (c0 / kNR) * kl * kNR;
               float* cp = C + r0 * ldc + c0;
               if (mv == kMR && nv == kNR)
-                kernel_12x32(kc, as, bs, cp, ldc, alpha, cb);
+                kernel(kl, as, bs, cp, ldc, alpha, cb);
               else
-                kernel_edge(kc, as, bs, cp, ldc, mv, nv, alpha, cb);
+                kernel_edge(kernel, kl, as, bs, cp, ldc, mv, nv, alpha, cb);
             }
           }
         }
       }
     }
   });
+}
+
+/// gemm_packed in the calling thread's precision (bf16 only where available).
+template <class Row>
+void gemm_packed_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
+                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+#if defined(__AVX512BF16__)
+  if (matmul_precision() == MatmulPrecision::bf16) {
+    gemm_packed<true>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  gemm_packed<false>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc);
 }
 
 #endif  // __AVX512F__
@@ -330,7 +521,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
-      gemm_detail::gemm_packed(trans_a, trans_b, M, N, K, alpha, [A, lda](int64_t q) { return A + q * lda; }, B, ldb,
+      gemm_detail::gemm_packed_dispatch(trans_a, trans_b, M, N, K, alpha, [A, lda](int64_t q) { return A + q * lda; }, B, ldb,
                                beta, C, ldc);
       return;
     }
@@ -350,7 +541,7 @@ void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T al
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
-      gemm_detail::gemm_packed(trans_a, trans_b, M, N, K, alpha, [arows](int64_t q) { return arows[q]; }, B, ldb,
+      gemm_detail::gemm_packed_dispatch(trans_a, trans_b, M, N, K, alpha, [arows](int64_t q) { return arows[q]; }, B, ldb,
                                beta, C, ldc);
       return;
     }

@@ -1,0 +1,201 @@
+// cpu::gemm / gemm_rows: the packed fp32 product against a double reference
+// (every transpose, beta, row pointers, edge tiles, several K-blocks), and the
+// bfloat16 inference path (MatmulPrecision::bf16) against a reference computed
+// from bfloat16-rounded inputs.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "flowless/backend/cpu_gemm.hpp"
+#include "flowless/core/random.hpp"
+#include "flowless/core/thread_pool.hpp"
+#include "flowless/models/detector.hpp"
+
+using namespace flowless;
+
+namespace {
+
+float round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  float y;
+  std::memcpy(&y, &u, 4);
+  return y;
+}
+
+struct Case {
+  int64_t M, N, K;
+  bool ta, tb;
+  float beta;
+};
+
+struct Product {
+  std::vector<float> A, B, C0;
+  int64_t lda, ldb;
+};
+
+Product make(const Case& c, uint64_t seed) {
+  Rng rng(seed);
+  Product p;
+  p.A.resize(size_t(c.M * c.K));
+  p.B.resize(size_t(c.K * c.N));
+  p.C0.resize(size_t(c.M * c.N));
+  for (auto& a : p.A) a = float(rng.normal());
+  for (auto& b : p.B) b = float(rng.normal());
+  for (auto& x : p.C0) x = float(rng.normal());
+  p.lda = c.ta ? c.M : c.K;
+  p.ldb = c.tb ? c.K : c.N;
+  return p;
+}
+
+// alpha * op(A) op(B) + beta * C0 in double, inputs optionally rounded to bfloat16.
+std::vector<double> reference(const Case& c, const Product& p, float alpha, bool bf16) {
+  auto in = [&](float x) { return double(bf16 ? round_bf16(x) : x); };
+  std::vector<double> r(size_t(c.M * c.N));
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        const float a = c.ta ? p.A[size_t(k * p.lda + i)] : p.A[size_t(i * p.lda + k)];
+        const float b = c.tb ? p.B[size_t(j * p.ldb + k)] : p.B[size_t(k * p.ldb + j)];
+        s += in(a) * in(b);
+      }
+      r[size_t(i * c.N + j)] = double(alpha) * s + double(c.beta) * double(p.C0[size_t(i * c.N + j)]);
+    }
+  return r;
+}
+
+const std::vector<Case> kCases = {
+    {96, 64, 384, false, false, 0.f},   // full tiles, one K-block
+    {61, 45, 301, false, true, 0.f},    // edge tiles, odd K (a bfloat16 pair with zero)
+    {100, 77, 99, true, false, 0.5f},   // trans A, beta
+    {37, 70, 800, true, true, 1.f},     // three K-blocks, both transposed
+    {300, 33, 17, false, false, -1.f},  // many row blocks, small K
+};
+
+}  // namespace
+
+TEST_CASE("gemm: packed fp32 product matches a double reference (transposes, beta, edges, K-blocks)") {
+  for (size_t ci = 0; ci < kCases.size(); ++ci) {
+    const Case& c = kCases[ci];
+    CAPTURE(ci);
+    Product p = make(c, 100 + ci);
+    const std::vector<double> ref = reference(c, p, 1.25f, false);
+    std::vector<float> C = p.C0;
+    cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, p.A.data(), p.lda, p.B.data(), p.ldb, c.beta, C.data(), c.N);
+    double worst = 0;
+    for (size_t i = 0; i < C.size(); ++i) worst = std::max(worst, std::abs(double(C[i]) - ref[i]) / std::sqrt(double(c.K)));
+    CHECK(worst < 1e-5);
+    // gemm_rows with row pointers gives the same bits.
+    std::vector<const float*> rows;
+    const int64_t nrows = c.ta ? c.K : c.M;
+    for (int64_t q = 0; q < nrows; ++q) rows.push_back(p.A.data() + q * p.lda);
+    std::vector<float> C2 = p.C0;
+    cpu::gemm_rows<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, rows.data(), p.B.data(), p.ldb, c.beta, C2.data(), c.N);
+    CHECK(std::memcmp(C.data(), C2.data(), C.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("gemm: MatmulPrecisionScope nests and restores; unknown names are errors") {
+  CHECK(cpu::matmul_precision() == cpu::MatmulPrecision::fp32);
+  {
+    cpu::MatmulPrecisionScope a(cpu::MatmulPrecision::bf16);
+    CHECK(cpu::matmul_precision() == cpu::MatmulPrecision::bf16);
+    {
+      cpu::MatmulPrecisionScope b(cpu::MatmulPrecision::fp32);
+      CHECK(cpu::matmul_precision() == cpu::MatmulPrecision::fp32);
+    }
+    CHECK(cpu::matmul_precision() == cpu::MatmulPrecision::bf16);
+  }
+  CHECK(cpu::matmul_precision() == cpu::MatmulPrecision::fp32);
+  CHECK(cpu::parse_matmul_precision("bf16") == cpu::MatmulPrecision::bf16);
+  CHECK_THROWS_WITH_AS(cpu::parse_matmul_precision("fp16"), doctest::Contains("unknown precision 'fp16'"), Error);
+}
+
+TEST_CASE("gemm: bf16 products equal the product of bfloat16-rounded inputs (fp32 accumulation)") {
+  if (!cpu::matmul_bf16_available()) {
+    MESSAGE("this build has no AVX-512 BF16: MatmulPrecision::bf16 runs in fp32 (checked below)");
+  }
+  for (size_t ci = 0; ci < kCases.size(); ++ci) {
+    const Case& c = kCases[ci];
+    CAPTURE(ci);
+    Product p = make(c, 200 + ci);
+    std::vector<float> C32 = p.C0, C16 = p.C0;
+    cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, p.A.data(), p.lda, p.B.data(), p.ldb, c.beta, C32.data(), c.N);
+    {
+      cpu::MatmulPrecisionScope s(cpu::MatmulPrecision::bf16);
+      cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, p.A.data(), p.lda, p.B.data(), p.ldb, c.beta, C16.data(),
+                       c.N);
+    }
+    if (!cpu::matmul_bf16_available()) {
+      CHECK(std::memcmp(C32.data(), C16.data(), C32.size() * sizeof(float)) == 0);
+      continue;
+    }
+    const std::vector<double> ref16 = reference(c, p, 1.25f, true), ref32 = reference(c, p, 1.25f, false);
+    double err16 = 0, dev32 = 0;
+    for (size_t i = 0; i < C16.size(); ++i) {
+      err16 = std::max(err16, std::abs(double(C16[i]) - ref16[i]));
+      dev32 = std::max(dev32, std::abs(double(C16[i]) - ref32[i]));
+    }
+    const double scale = std::sqrt(double(c.K));
+    // fp32 accumulation of exactly rounded inputs ...
+    CHECK(err16 / scale < 1e-5);
+    // ... which differ from the fp32 product by bfloat16's rounding (2^-8 relative).
+    CHECK(dev32 / scale > 1e-4);
+    CHECK(dev32 / scale < 2e-2);
+  }
+}
+
+TEST_CASE("gemm: bf16 results do not depend on the thread count") {
+  const Case c{250, 130, 700, false, false, 0.f};
+  Product p = make(c, 300);
+  std::vector<float> C1(p.C0.size()), C2(p.C0.size());
+  cpu::MatmulPrecisionScope s(cpu::MatmulPrecision::bf16);
+  const int prev = num_threads();
+  set_num_threads(1);
+  cpu::gemm<float>(false, false, c.M, c.N, c.K, 1.f, p.A.data(), p.lda, p.B.data(), p.ldb, 0.f, C1.data(), c.N);
+  set_num_threads(2);
+  cpu::gemm<float>(false, false, c.M, c.N, c.K, 1.f, p.A.data(), p.lda, p.B.data(), p.ldb, 0.f, C2.data(), c.N);
+  set_num_threads(prev);
+  CHECK(std::memcmp(C1.data(), C2.data(), C1.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("gemm: a detector run in bf16 stays close to fp32") {
+  DetectorConfig cfg;
+  cfg.input_dim = 64;
+  cfg.num_classes = 5;
+  cfg.embd_dim = cfg.fpn_dim = cfg.head_dim = 128;
+  cfg.n_head = 4;
+  cfg.max_seq_len = 256;
+  cfg.mha_win_size.assign(size_t(cfg.backbone_arch[2] + 1), 9);
+  cfg.validate("test");
+  models::Detector<float> model(cfg, 5);
+  const int64_t T = 200;
+  Rng rng(6);
+  std::vector<float> x(size_t(T * cfg.input_dim));
+  for (auto& v : x) v = float(rng.uniform());
+  const VideoMeta meta{"v", 30.0, double(T) * 4 / 30.0, cfg.feat_stride, cfg.num_frames};
+  models::DetectorOutput<float> o32, o16;
+  auto d32 = model.detect(x.data(), T, cfg.input_dim, meta, &o32);
+  std::vector<Detection> d16;
+  {
+    cpu::MatmulPrecisionScope s(cpu::MatmulPrecision::bf16);
+    d16 = model.detect(x.data(), T, cfg.input_dim, meta, &o16);
+  }
+  double worst = 0, any = 0;
+  for (size_t l = 0; l < o32.cls_logits.size(); ++l) {
+    const Tensor<float>&a = o32.cls_logits[l].value(), &b = o16.cls_logits[l].value();
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      const double d = std::abs(double(a[i]) - double(b[i]));
+      worst = std::max(worst, d / std::max(1.0, std::abs(double(a[i]))));
+      any = std::max(any, d);
+    }
+  }
+  CHECK(worst < 3e-2);
+  if (cpu::matmul_bf16_available()) CHECK(any > 0);
+  CHECK(d16.size() == d32.size());
+}
