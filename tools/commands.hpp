@@ -127,20 +127,28 @@ class Commands {
 
   // ---- synth ----------------------------------------------------------------
   struct {
-    std::string out, preset = "default";
+    std::string out, preset = "default", config;
     uint64_t seed = 0;
     bool force = false;
   } synth_;
+  /// The synthetic config: the preset, overridden by the fields of a JSON file
+  /// when one is given (docs/synth.md, "Knobs"; a "preset" key in the file wins).
+  static data::SynthConfig synth_config_of(const std::string& preset, const std::string& config_path) {
+    data::SynthConfig cfg = data::synth_preset(preset);
+    if (!config_path.empty()) cfg = data::synth_config_from_json(json::parse_file(config_path), cfg, config_path);
+    return cfg;
+  }
   void add_synth(CLI::App& app) {
     auto* s = sub(app, "synth", "write the built-in synthetic two-stream benchmark (THUMOS layout)", [this] {
-      auto cfg = data::synth_preset(synth_.preset);
+      auto cfg = synth_config_of(synth_.preset, synth_.config);
       data::write_synthetic_dataset(synth_.out, cfg, synth_.seed, synth_.force);
-      std::printf("wrote the '%s' synthetic dataset (seed %llu) to %s\n", synth_.preset.c_str(),
+      std::printf("wrote the '%s' synthetic dataset (seed %llu) to %s\n", cfg.name.c_str(),
                   (unsigned long long)synth_.seed, synth_.out.c_str());
       return 0;
     });
     s->add_option("--out", synth_.out, "output folder")->required();
     s->add_option("--preset", synth_.preset, "tiny | default | long | thumos-like")->capture_default_str();
+    s->add_option("--config", synth_.config, "JSON object of generator fields overriding the preset (docs/synth.md)");
     s->add_option("--seed", synth_.seed, "random seed")->capture_default_str();
     s->add_flag("--force", synth_.force, "overwrite a non-empty folder");
   }
@@ -322,7 +330,7 @@ class Commands {
 
   // ---- experiment -------------------------------------------------------------
   struct {
-    std::string out = "out/experiment", preset = "default", model_preset = "small", arch = "actionformer";
+    std::string out = "out/experiment", preset = "default", model_preset = "small", arch = "actionformer", synth_config;
     std::vector<std::string> variants{"rgb", "flow", "two-stream", "kd-plain", "dcd-concat", "dcd-laf"};
     int seeds = 3, threads = 0, epochs = -1;
     uint64_t data_seed = 1;
@@ -333,6 +341,7 @@ class Commands {
                   [this] { return experiment(); });
     s->add_option("--out", exp_.out, "output folder (finished runs are reused)")->capture_default_str();
     s->add_option("--preset", exp_.preset, "synthetic data preset")->capture_default_str();
+    s->add_option("--synth-config", exp_.synth_config, "JSON object of generator fields overriding the preset");
     s->add_option("--model-preset", exp_.model_preset, "model/training preset")->capture_default_str();
     s->add_option("--arch", exp_.arch, "detector family of every model")->capture_default_str();
     s->add_option("--variants", exp_.variants, "rgb flow two-stream kd-plain dcd-concat dcd-laf")->capture_default_str();
@@ -345,12 +354,21 @@ class Commands {
     const int threads = exp_.threads > 0 ? exp_.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     const std::string data = exp_.out + "/data";
     io::make_dirs(exp_.out);
-    if (!io::file_exists(data + "/dataset.json"))
-      data::write_synthetic_dataset(data, data::synth_preset(exp_.preset), exp_.data_seed, true);
+    const data::SynthConfig synth_cfg = synth_config_of(exp_.preset, exp_.synth_config);
+    if (!io::file_exists(data + "/dataset.json")) {
+      data::write_synthetic_dataset(data, synth_cfg, exp_.data_seed, true);
+    } else if (io::file_exists(data + "/synth.json")) {
+      // Finished runs are reused: only when they were made from the same data.
+      json::Value had = json::parse_file(data + "/synth.json");
+      FLOWLESS_CHECK(json::dump(had.at("config")) == json::dump(data::synth_config_to_json(synth_cfg)) &&
+                         had.at("seed").as_number() == double(exp_.data_seed),
+                     data, ": holds a synthetic dataset made with another config or seed (see its synth.json); "
+                           "use another --out");
+    }
     data::Annotations ann = data::load_annotations(data + "/annotations.json");
     auto tious = eval::parse_tiou_range("0.3:0.7:5");
     std::map<std::string, std::vector<eval::DetectionResult>> results;
-    std::map<std::string, std::vector<double>> infer_secs, params;
+    std::map<std::string, std::vector<double>> infer_secs, params, train_secs;
     for (int seed = 1; seed <= exp_.seeds; ++seed) {
       const std::string sd = exp_.out + "/seed" + std::to_string(seed);
       io::make_dirs(sd);
@@ -385,6 +403,9 @@ class Commands {
         const std::string result_file = sd + "/" + v + ".result.json";
         if (!io::file_exists(result_file)) {
           if (!io::file_exists(r.out)) workflow::train_model(r);
+          double train_secs = -1;
+          if (io::file_exists(r.out + ".log.json"))
+            train_secs = json::parse_file(r.out + ".log.json").at("seconds").as_number();
           auto model = models::load_any_model<float>(r.out);
           auto t0 = std::chrono::steady_clock::now();
           auto preds = workflow::detect_split(*model, data, "test");
@@ -393,6 +414,7 @@ class Commands {
           json::Value j = eval::to_json(res);
           j["inference_seconds"] = json::Value(secs);
           j["parameters"] = json::Value(model->module().num_parameters());
+          j["train_seconds"] = json::Value(train_secs);
           io::write_file_atomic(result_file, json::dump(j, 1));
         }
         json::Value j = json::parse_file(result_file);
@@ -404,12 +426,15 @@ class Commands {
           results[v].push_back(res);
           infer_secs[v].push_back(j.at("inference_seconds").as_number());
           params[v].push_back(j.at("parameters").as_number());
+          if (j.contains("train_seconds") && j.at("train_seconds").as_number() >= 0)
+            train_secs[v].push_back(j.at("train_seconds").as_number());
         }
-        std::printf("[experiment] %s seed %d: average mAP %.2f\n", v.c_str(), seed, 100 * res.average_map);
+        std::printf("[experiment] %s seed %d: average mAP %.2f (mAP@0.3 %.2f, mAP@0.7 %.2f)\n", v.c_str(), seed,
+                    100 * res.average_map, 100 * res.map.front(), 100 * res.map.back());
         std::fflush(stdout);
       }
     }
-    std::string text = mean_std_table(exp_.variants, results, tious, infer_secs, params);
+    std::string text = mean_std_table(exp_.variants, results, tious, infer_secs, params, train_secs);
     std::printf("\n%s", text.c_str());
     io::write_file_atomic(exp_.out + "/results.md", text);
     return 0;
@@ -419,7 +444,8 @@ class Commands {
                                     std::map<std::string, std::vector<eval::DetectionResult>>& results,
                                     const std::vector<double>& tious,
                                     std::map<std::string, std::vector<double>>& secs,
-                                    std::map<std::string, std::vector<double>>& params) {
+                                    std::map<std::string, std::vector<double>>& params,
+                                    std::map<std::string, std::vector<double>>& train_secs) {
     auto stats = [](const std::vector<double>& x) {
       double m = 0, v = 0;
       for (double a : x) m += a;
@@ -432,8 +458,8 @@ class Commands {
     os << std::fixed << std::setprecision(2);
     os << "| variant | runs |";
     for (double t : tious) os << " mAP@" << std::setprecision(1) << t << std::setprecision(2) << " |";
-    os << " average | params | test-split inference (s) |\n|---|---|";
-    for (size_t i = 0; i < tious.size() + 3; ++i) os << "---|";
+    os << " average | params | test-split inference (s) | training (s) |\n|---|---|";
+    for (size_t i = 0; i < tious.size() + 4; ++i) os << "---|";
     os << "\n";
     for (auto& v : variants) {
       auto& rs = results[v];
@@ -449,7 +475,12 @@ class Commands {
       for (auto& r : rs) avg.push_back(100 * r.average_map);
       auto [m, sd] = stats(avg);
       os << " **" << m << " ± " << sd << "** | " << std::setprecision(0) << params[v][0] << std::setprecision(2) << " | "
-         << stats(secs[v]).first << " |\n";
+         << stats(secs[v]).first << " | ";
+      if (train_secs[v].empty()) {
+        os << "- |\n";
+      } else {
+        os << std::setprecision(0) << stats(train_secs[v]).first << std::setprecision(2) << " |\n";
+      }
     }
     return os.str();
   }
@@ -476,6 +507,13 @@ class Commands {
     s->add_option("--repeats", bench_.repeats, "timed repetitions (the median is reported)")->capture_default_str();
     s->add_option("--device", bench_.device, "cpu (cuda: see docs/cuda.md)")->capture_default_str();
     s->add_flag("--profile", bench_.profile, "per-op-class timings");
+    s->add_option("--precision", bench_.precision, "inference matrix products: fp32 | bf16")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
+    s->add_option("--warmup", bench_.warmup, "untimed runs before the timed ones")->capture_default_str();
+    s->add_flag("--student", bench_.student, "also time the DCD student (same trunk; see docs/performance.md)");
+    s->add_option("--branch-dim", bench_.branch_dim, "the student's branch width (0 = fpn_dim)")->capture_default_str();
+    s->add_option("--fusion", bench_.fusion, "the student's fusion: laf | concat")->capture_default_str();
     s->add_flag("--json", bench_json_, "one-line JSON");
   }
 
@@ -511,7 +549,7 @@ class Commands {
 
   // ---- detect ---------------------------------------------------------------
   struct {
-    std::string config, weights, model, features, data, split = "test", out, dump_heads;
+    std::string config, weights, model, features, data, split = "test", out, dump_heads, precision = "fp32";
     double fps = 0;
     int threads = 1;
   } det_;
@@ -527,9 +565,17 @@ class Commands {
     s->add_option("--out", det_.out, "predictions JSON (ActivityNet result layout)")->required();
     s->add_option("--dump-heads", det_.dump_heads, "write per-level cls_logits/offsets/fpn_feats to a safetensors file");
     s->add_option("--threads", det_.threads, "worker threads")->capture_default_str();
+    s->add_option("--precision", det_.precision,
+                  "matrix products: fp32, or bf16 (AVX-512 BF16, fp32 accumulation; see docs/performance.md)")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
   }
   int detect() {
     set_num_threads(det_.threads);
+    const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(det_.precision);
+    if (precision == cpu::MatmulPrecision::bf16 && !cpu::matmul_bf16_available())
+      std::fprintf(stderr, "warning: --precision bf16: this build has no AVX-512 BF16, running in fp32\n");
+    cpu::MatmulPrecisionScope precision_scope(precision);
     FLOWLESS_CHECK(det_.model.empty() != det_.weights.empty(), "give exactly one of --model or --weights");
     FLOWLESS_CHECK(det_.features.empty() != det_.data.empty(), "give exactly one of --features or --data");
     const std::string path = det_.model.empty() ? det_.weights : det_.model;
