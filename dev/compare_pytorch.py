@@ -421,6 +421,9 @@ def main():
     ap.add_argument("--no-train", action="store_true", help="skip the training-step comparison")
     ap.add_argument("--tol", type=float, default=1e-3, help="parity tolerance (|a-b| / max(1,|b|))")
     ap.add_argument("--json", default="", help="write all numbers to this file")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time the inference forward in bfloat16: flowless --precision bf16, and PyTorch under "
+                         "torch.autocast('cpu', dtype=torch.bfloat16)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -493,6 +496,10 @@ def main():
             with torch.no_grad():
                 model(x, mask)
 
+        def torch_forward_bf16():
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                model(x, mask)
+
         def torch_train():
             t0 = time.perf_counter()
             cls_o, reg_o, _, ms = model(xt, mt)
@@ -525,6 +532,10 @@ def main():
                 rec["torch_train_fwd_bwd_seconds"] = median([p[0] for p in parts])
                 rec["torch_train_step_seconds"] = median([p[0] + p[1] for p in parts])
                 model.eval()
+            if args.bf16:
+                fl16 = json.loads(run([c for c in bench_cmd if c != "--train"] + ["--precision", "bf16"]))
+                rec["flowless_bf16"] = fl16
+                rec["torch_forward_bf16_seconds"] = median(time_it(torch_forward_bf16, args.warmup, args.repeats))
             rounds.append(rec)
             f_net, f_inf = fl["network_seconds"], fl["inference_seconds"]
             line = (f"round {r + 1}: forward  torch {t_fwd:.3f}s  flowless network {f_net:.3f}s "
@@ -537,6 +548,11 @@ def main():
                       f"(x{rec['torch_train_step_seconds'] / f_tr:.2f}); fwd+loss+bwd torch "
                       f"{rec['torch_train_fwd_bwd_seconds']:.3f}s flowless {f_fb:.3f}s "
                       f"(x{rec['torch_train_fwd_bwd_seconds'] / f_fb:.2f})")
+            if args.bf16:
+                b_net, b_inf = rec["flowless_bf16"]["network_seconds"], rec["flowless_bf16"]["inference_seconds"]
+                tb = rec["torch_forward_bf16_seconds"]
+                print(f"         bf16     flowless network {b_net:.3f}s, detect {b_inf:.3f}s: x{t_fwd / b_net:.2f} / "
+                      f"x{t_fwd / b_inf:.2f} vs torch fp32, x{tb / b_net:.2f} vs torch bf16 autocast ({tb:.3f}s)")
             print(f"         flowless {fl['network_gflops']:.1f} GFLOP/s network vs {fl['gemm_gflops']:.1f} GFLOP/s GEMM, "
                   f"peak RSS {fl['peak_rss_mb']:.0f} MB")
 
@@ -546,6 +562,13 @@ def main():
             "speedup_inference_vs_torch_forward": median(
                 [r["torch_forward_seconds"] / r["flowless"]["inference_seconds"] for r in rounds]),
         }
+        if args.bf16:
+            summary["bf16_speedup_network_vs_torch_fp32"] = median(
+                [r["torch_forward_seconds"] / r["flowless_bf16"]["network_seconds"] for r in rounds])
+            summary["bf16_speedup_inference_vs_torch_fp32"] = median(
+                [r["torch_forward_seconds"] / r["flowless_bf16"]["inference_seconds"] for r in rounds])
+            summary["bf16_speedup_network_vs_torch_bf16"] = median(
+                [r["torch_forward_bf16_seconds"] / r["flowless_bf16"]["network_seconds"] for r in rounds])
         if not args.no_train:
             summary["speedup_train_step"] = median(
                 [r["torch_train_step_seconds"] / r["flowless"]["train_step_seconds"] for r in rounds])

@@ -20,6 +20,15 @@
 //   gemm_shape           [M, K, N]
 //   peak_rss_mb          VmHWM of the process (/proc/self/status) at the end
 //   peak_rss_mb_inference VmHWM after the inference runs (before any training)
+//   precision            the inference matmul precision asked for ("fp32" | "bf16"),
+//                        bf16_available whether it takes effect in this build; with
+//                        bf16: bf16_max_rel_diff, the worst |bf16 - fp32| / max(1, |fp32|)
+//                        over the cls logits and offsets of all levels
+//   with opt.student: the DCD RGB student (dcd::DcdStudent: same trunk and
+//   heads, two branch projections, fusion, joint heads of width 2D) timed
+//   in the same run, its detect() alternating with the detector's:
+//   student_params, student_inference_seconds, detector_inference_seconds
+//   (the alternating runs' median), student_time_ratio, student_params_ratio
 //   with opt.train:
 //   train_step_seconds   median of one training iteration on batch 2 at
 //                        T = max_seq_len: forward + loss + backward + clip
@@ -44,12 +53,14 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <time.h>
 #include <vector>
 
 #include "flowless/core/random.hpp"
+#include "flowless/dcd/student.hpp"
 #include "flowless/io/json.hpp"
 #include "flowless/models/detector.hpp"
 #include "flowless/train/optimizer.hpp"
@@ -65,6 +76,10 @@ struct ModelBenchOptions {
   int warmup = 1;
   std::string device = "cpu";
   bool profile = false;   // per-op-class timings (see the file comment)
+  std::string precision = "fp32";  // inference matmuls: "fp32" | "bf16" (cpu::MatmulPrecision; training stays fp32)
+  bool student = false;   // also time the DCD student built on the same detector config
+  int branch_dim = 0;     // the student's branch width (0 = fpn_dim)
+  std::string fusion = "laf";
   uint64_t seed = 20240601ULL;
 };
 
@@ -404,6 +419,29 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
   const std::vector<int> lengths{int(opt.T)};
   const VideoMeta meta{"bench", 30.0, double(opt.T) * 4.0 / 30.0, cfg.feat_stride, cfg.num_frames};
 
+  // Inference matmul precision (the training step below runs in fp32).
+  const cpu::MatmulPrecision prec = cpu::parse_matmul_precision(opt.precision);
+  r["precision"] = json::Value(opt.precision);
+  r["bf16_available"] = json::Value(cpu::matmul_bf16_available());
+  if (prec != cpu::MatmulPrecision::fp32) {
+    NoGradGuard ng;
+    auto ref = model.forward(x, lengths);
+    cpu::MatmulPrecisionScope scope(prec);
+    auto low = model.forward(x, lengths);
+    double worst = 0;
+    auto cmp = [&](const Tensor<float>& a, const Tensor<float>& b) {
+      for (int64_t i = 0; i < a.numel(); ++i)
+        worst = std::max(worst, double(std::abs(a[i] - b[i])) / std::max(1.0, double(std::abs(b[i]))));
+    };
+    for (size_t l = 0; l < ref.cls_logits.size(); ++l) {
+      cmp(low.cls_logits[l].value(), ref.cls_logits[l].value());
+      cmp(low.offsets[l].value(), ref.offsets[l].value());
+    }
+    r["bf16_max_rel_diff"] = json::Value(worst);
+  }
+  std::optional<cpu::MatmulPrecisionScope> inference_precision;
+  inference_precision.emplace(prec);
+
   // Network forward (no grad, batch 1).
   const auto flops = model_forward_flops(cfg, Tbuf, 1);
   std::vector<double> net_cpu;
@@ -429,6 +467,36 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
   r["detections"] = json::Value(num_dets);
   r["peak_rss_mb_inference"] = json::Value(peak_rss_mb());
 
+  if (opt.student) {
+    dcd::DcdStudentConfig sc;
+    sc.detector = cfg;
+    sc.branch_dim = opt.branch_dim;
+    sc.fusion = opt.fusion;
+    sc.validate("model bench student");
+    dcd::DcdStudent<float> student(sc, opt.seed);
+    student.train(false);
+    std::vector<double> ts, td;
+    for (int i = 0; i < opt.warmup + opt.repeats; ++i) {
+      auto t0 = Clock::now();
+      student.detect(feats.data(), opt.T, Cin, meta);
+      const double a = seconds_since(t0);
+      t0 = Clock::now();
+      model.detect(feats.data(), opt.T, Cin, meta);
+      const double b = seconds_since(t0);
+      if (i >= opt.warmup) {
+        ts.push_back(a);
+        td.push_back(b);
+      }
+    }
+    r["student_fusion"] = json::Value(opt.fusion);
+    r["student_branch_dim"] = json::Value(sc.dim());
+    r["student_params"] = json::Value(student.num_parameters());
+    r["student_inference_seconds"] = json::Value(median(ts));
+    r["detector_inference_seconds"] = json::Value(median(td));
+    r["student_time_ratio"] = json::Value(median(ts) / median(td));
+    r["student_params_ratio"] = json::Value(double(student.num_parameters()) / double(model.num_parameters()));
+  }
+
   json::Value prof = json::Value::object();
   if (opt.profile && cfg.arch == "actionformer" && cfg.fpn_type == "identity" && !cfg.use_abs_pe) {
     std::vector<std::map<std::string, double>> runs;
@@ -448,6 +516,7 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
     prof["replica_exact"] = json::Value(exact);
   }
 
+  inference_precision.reset();
   if (opt.train) {
     const int64_t B = 2, Tt = cfg.max_seq_len;
     Tensor<float> xt(Shape{B, Tt, Cin});

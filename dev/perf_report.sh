@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Reproduces the measurements of docs/performance.md on this machine, in one
+# run: whole-detector inference (fp32 at 1 and 2 threads, bf16 at 2 threads),
+# the DCD student against the RGB-only detector, a training step, peak memory
+# against video length, and (when /usr/bin/python3 has torch) the side-by-side
+# PyTorch comparison. Run it on an otherwise idle machine.
+#
+#   bash dev/perf_report.sh [OUT_DIR]        # default build/perf_report
+#
+# Needs a release build (bash dev/test.sh makes one; FLOWLESS_BUILD_DIR to
+# point elsewhere). Every result is one JSON line in OUT_DIR/*.json; the
+# summary lines printed at the end are what docs/performance.md quotes.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${FLOWLESS_BUILD_DIR:-$here/build/release}"
+out="${1:-$here/build/perf_report}"
+fl="$build/tools/flowless"
+[ -x "$fl" ] || { echo "perf_report: $fl not found; build first (bash dev/test.sh)" >&2; exit 1; }
+mkdir -p "$out"
+bench() { "$fl" bench --preset actionformer-thumos --json "$@"; }
+
+echo "== inference, fp32, 1 and 2 threads (T = 2304)" >&2
+bench --T 2304 --threads 1 --repeats 5 > "$out/fp32_t1.json"
+bench --T 2304 --threads 2 --repeats 5 --profile > "$out/fp32_t2.json"
+echo "== inference, bf16, 2 threads" >&2
+bench --T 2304 --threads 2 --repeats 5 --precision bf16 --profile > "$out/bf16_t2.json"
+echo "== DCD student vs RGB-only detector (2 threads, fp32 and bf16)" >&2
+bench --T 2304 --threads 2 --repeats 5 --student > "$out/student_fp32.json"
+bench --T 2304 --threads 2 --repeats 5 --student --precision bf16 > "$out/student_bf16.json"
+echo "== training step, batch 2, T = 2304, 2 threads" >&2
+bench --T 2304 --threads 2 --repeats 3 --train > "$out/train_t2.json"
+echo "== peak memory against video length (one process each)" >&2
+for T in 2304 4608 9216 20000; do bench --T "$T" --threads 2 --repeats 1 --warmup 0 > "$out/rss_T$T.json"; done
+
+py=/usr/bin/python3
+summary() {
+  "$py" - "$out" <<'EOF' 2>/dev/null || cat "$out"/*.json
+import json, os, sys
+d = sys.argv[1]
+j = lambda n: json.load(open(os.path.join(d, n)))
+a, b, h = j("fp32_t1.json"), j("fp32_t2.json"), j("bf16_t2.json")
+print(f"fp32 1 thread : network {a['network_seconds']:.3f} s ({a['network_gflops']:.0f} GFLOP/s), GEMM {a['gemm_gflops']:.0f} GFLOP/s")
+print(f"fp32 2 threads: network {b['network_seconds']:.3f} s ({b['network_gflops']:.0f} GFLOP/s), inference {b['inference_seconds']:.3f} s, "
+      f"GEMM {b['gemm_gflops']:.0f} GFLOP/s -> {100 * b['network_gflops'] / b['gemm_gflops']:.0f}% of GEMM; thread scaling {a['network_seconds'] / b['network_seconds']:.2f}x")
+print(f"bf16 2 threads: network {h['network_seconds']:.3f} s ({h['network_gflops']:.0f} fp32-equivalent GFLOP/s), inference {h['inference_seconds']:.3f} s, "
+      f"worst logit/offset change {h.get('bf16_max_rel_diff', 0):.2e}")
+for n in ("student_fp32.json", "student_bf16.json"):
+    s = j(n)
+    print(f"DCD student ({s['precision']}): {s['student_inference_seconds']:.3f} s vs detector {s['detector_inference_seconds']:.3f} s "
+          f"-> {s['student_time_ratio']:.2f}x time, {s['student_params_ratio']:.2f}x parameters ({s['student_params']} vs {s['params']})")
+t = j("train_t2.json")
+print(f"training step (batch 2, T = 2304, 2 threads): {t['train_step_seconds']:.2f} s, peak RSS {t['peak_rss_mb']:.0f} MB")
+for T in (2304, 4608, 9216, 20000):
+    r = j(f"rss_T{T}.json")
+    print(f"T = {T:5d}: buffer {r['T']:5d}, peak RSS {r['peak_rss_mb_inference']:.0f} MB, inference {r['inference_seconds']:.2f} s")
+EOF
+}
+summary | tee "$out/summary.txt"
+
+if "$py" -c "import torch, numpy" 2>/dev/null; then
+  echo "== PyTorch side by side (dev/compare_pytorch.py)" >&2
+  "$py" "$here/dev/compare_pytorch.py" --build "$build" --threads 2 --repeats 3 --rounds 2 --bf16 --json "$out/pytorch.json" \
+    | tee "$out/pytorch.txt" | grep -E "parity|round|median" >&2
+else
+  echo "perf_report: /usr/bin/python3 has no torch (apt-get install python3-torch python3-numpy); PyTorch comparison skipped" >&2
+fi
