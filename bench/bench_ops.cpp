@@ -12,7 +12,8 @@
 //            bytes_per_second instead.
 // The GEMM baseline of the same shape as conv1d (M = 2304, K = 1536, N = 512)
 // runs in the same binary: BM_GemmEigen is one plain single-threaded Eigen
-// product, BM_GemmCpu is flowless::cpu::gemm (Eigen tiles over the pool).
+// product, BM_GemmCpu is flowless::cpu::gemm (the packed AVX-512 kernel, Eigen
+// tiles elsewhere), BM_GemmCpuBf16 the same call in bfloat16.
 //
 // Usage: FLOWLESS_THREADS=2 flowless_bench_ops [--benchmark_filter=Conv]
 
@@ -111,6 +112,22 @@ void BM_GemmCpu(benchmark::State& st) {
   set_flops(st, 2.0 * M * N * K);
 }
 BENCHMARK(BM_GemmCpu)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The same product in bfloat16 (cpu::MatmulPrecision::bf16: bf16 operands,
+// fp32 accumulation; fp32 where the build has no AVX-512 BF16). GFLOP/s counts
+// the same 2 M N K, so it compares directly with BM_GemmCpu.
+void BM_GemmCpuBf16(benchmark::State& st) {
+  const int64_t M = kT, K = 3 * st.range(0), N = kC;
+  Tensor<float> A = randn(Shape{M, K}, 4), B = randn(Shape{K, N}, 5, 0.02), C(Shape{M, N});
+  cpu::MatmulPrecisionScope bf16(cpu::MatmulPrecision::bf16);
+  for (auto _ : st) {
+    cpu::gemm<float>(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+  }
+  set_flops(st, 2.0 * M * N * K);
+  st.SetLabel(cpu::matmul_bf16_available() ? "bf16" : "fp32 (no AVX-512 BF16 in this build)");
+}
+BENCHMARK(BM_GemmCpuBf16)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // ---- 1x1 conv (the q/k/v/proj projections and the MLP): a plain GEMM ----
 void BM_Conv1x1Forward(benchmark::State& st) {
