@@ -3,7 +3,7 @@
 //
 //   flowless_model_bench [--preset actionformer-thumos] [--T 2304] [--threads 1]
 //                        [--repeats 5] [--warmup 1] [--train] [--profile]
-//                        [--precision fp32|bf16] [--student]
+//                        [--precision fp32|bf16] [--train-precision fp32|bf16] [--student]
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
       else if (a == "--train") o.train = true;
       else if (a == "--profile") o.profile = true;
       else if (a == "--precision") o.precision = value();
+      else if (a == "--train-precision") o.train_precision = value();
       else if (a == "--student") o.student = true;
       else if (a == "--device") o.device = value();
       else FLOWLESS_FAIL("unknown argument '", a, "'");

@@ -533,9 +533,15 @@ def main():
                 rec["torch_train_step_seconds"] = median([p[0] + p[1] for p in parts])
                 model.eval()
             if args.bf16:
-                fl16 = json.loads(run([c for c in bench_cmd if c != "--train"] + ["--precision", "bf16"]))
+                fl16 = json.loads(run(bench_cmd + ["--precision", "bf16", "--train-precision", "bf16"]))
                 rec["flowless_bf16"] = fl16
                 rec["torch_forward_bf16_seconds"] = median(time_it(torch_forward_bf16, args.warmup, args.repeats))
+                if not args.no_train:
+                    model.train()
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        parts = [torch_train() for _ in range(args.warmup + args.repeats)][args.warmup:]
+                    rec["torch_train_step_bf16_seconds"] = median([p[0] + p[1] for p in parts])
+                    model.eval()
             rounds.append(rec)
             f_net, f_inf = fl["network_seconds"], fl["inference_seconds"]
             line = (f"round {r + 1}: forward  torch {t_fwd:.3f}s  flowless network {f_net:.3f}s "
@@ -553,6 +559,11 @@ def main():
                 tb = rec["torch_forward_bf16_seconds"]
                 print(f"         bf16     flowless network {b_net:.3f}s, detect {b_inf:.3f}s: x{t_fwd / b_net:.2f} / "
                       f"x{t_fwd / b_inf:.2f} vs torch fp32, x{tb / b_net:.2f} vs torch bf16 autocast ({tb:.3f}s)")
+                if not args.no_train:
+                    b_tr = rec["flowless_bf16"]["train_step_seconds"]
+                    tt = rec["torch_train_step_bf16_seconds"]
+                    print(f"         bf16     train step flowless {b_tr:.3f}s: x{rec['torch_train_step_seconds'] / b_tr:.2f} vs "
+                          f"torch fp32, x{tt / b_tr:.2f} vs torch bf16 autocast ({tt:.3f}s)")
             print(f"         flowless {fl['network_gflops']:.1f} GFLOP/s network vs {fl['gemm_gflops']:.1f} GFLOP/s GEMM, "
                   f"peak RSS {fl['peak_rss_mb']:.0f} MB")
 
@@ -569,6 +580,11 @@ def main():
                 [r["torch_forward_seconds"] / r["flowless_bf16"]["inference_seconds"] for r in rounds])
             summary["bf16_speedup_network_vs_torch_bf16"] = median(
                 [r["torch_forward_bf16_seconds"] / r["flowless_bf16"]["network_seconds"] for r in rounds])
+            if not args.no_train:
+                summary["bf16_speedup_train_step_vs_torch_fp32"] = median(
+                    [r["torch_train_step_seconds"] / r["flowless_bf16"]["train_step_seconds"] for r in rounds])
+                summary["bf16_speedup_train_step_vs_torch_bf16"] = median(
+                    [r["torch_train_step_bf16_seconds"] / r["flowless_bf16"]["train_step_seconds"] for r in rounds])
         if not args.no_train:
             summary["speedup_train_step"] = median(
                 [r["torch_train_step_seconds"] / r["flowless"]["train_step_seconds"] for r in rounds])

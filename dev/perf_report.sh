@@ -27,8 +27,9 @@ bench --T 2304 --threads 2 --repeats 5 --precision bf16 --profile > "$out/bf16_t
 echo "== DCD student vs RGB-only detector (2 threads, fp32 and bf16)" >&2
 bench --T 2304 --threads 2 --repeats 5 --student > "$out/student_fp32.json"
 bench --T 2304 --threads 2 --repeats 5 --student --precision bf16 > "$out/student_bf16.json"
-echo "== training step, batch 2, T = 2304, 2 threads" >&2
+echo "== training step, batch 2, T = 2304, 2 threads (fp32, then bf16 mixed precision)" >&2
 bench --T 2304 --threads 2 --repeats 3 --train > "$out/train_t2.json"
+bench --T 2304 --threads 2 --repeats 3 --train --train-precision bf16 > "$out/train_bf16_t2.json"
 echo "== peak memory against video length (one process each)" >&2
 for T in 2304 4608 9216 20000; do bench --T "$T" --threads 2 --repeats 1 --warmup 0 > "$out/rss_T$T.json"; done
 
@@ -49,7 +50,9 @@ for n in ("student_fp32.json", "student_bf16.json"):
     print(f"DCD student ({s['precision']}): {s['student_inference_seconds']:.3f} s vs detector {s['detector_inference_seconds']:.3f} s "
           f"-> {s['student_time_ratio']:.2f}x time, {s['student_params_ratio']:.2f}x parameters ({s['student_params']} vs {s['params']})")
 t = j("train_t2.json")
-print(f"training step (batch 2, T = 2304, 2 threads): {t['train_step_seconds']:.2f} s, peak RSS {t['peak_rss_mb']:.0f} MB")
+t16 = j("train_bf16_t2.json")
+print(f"training step (batch 2, T = 2304, 2 threads): fp32 {t['train_step_seconds']:.2f} s, bf16 mixed precision "
+      f"{t16['train_step_seconds']:.2f} s, peak RSS {t['peak_rss_mb']:.0f} MB")
 for T in (2304, 4608, 9216, 20000):
     r = j(f"rss_T{T}.json")
     print(f"T = {T:5d}: buffer {r['T']:5d}, peak RSS {r['peak_rss_mb_inference']:.0f} MB, inference {r['inference_seconds']:.2f} s")
@@ -60,7 +63,7 @@ summary | tee "$out/summary.txt"
 if "$py" -c "import torch, numpy" 2>/dev/null; then
   echo "== PyTorch side by side (dev/compare_pytorch.py)" >&2
   "$py" "$here/dev/compare_pytorch.py" --build "$build" --threads 2 --repeats 3 --rounds 2 --bf16 --json "$out/pytorch.json" \
-    | tee "$out/pytorch.txt" | grep -E "parity|round|median" >&2
+    | tee "$out/pytorch.txt" | grep -E "parity|round|median|train|bf16" >&2
 else
   echo "perf_report: /usr/bin/python3 has no torch (apt-get install python3-torch python3-numpy); PyTorch comparison skipped" >&2
 fi

@@ -617,3 +617,35 @@ TEST_CASE("robustness: detection on a 50,000-snippet video with a small model co
     CHECK(std::isfinite(d.score));
   }
 }
+
+TEST_CASE("robustness: bf16 mixed-precision training is deterministic across thread counts and records its precision") {
+  ThreadsGuard tg;
+  workflow::TrainRequest r;
+  r.data = tiny_data();
+  r.modality = "rgb";
+  r.preset = "tiny";
+  r.epochs = 1;
+  r.warmup_epochs = 1;
+  r.seed = 23;
+  r.threads = 1;
+  r.progress = false;
+  r.out = rb_tmp() + "/bf16_fp32.safetensors";
+  workflow::train_model(r);
+  workflow::TrainRequest b = r;
+  b.precision = "bf16";
+  b.out = rb_tmp() + "/bf16_t1.safetensors";
+  auto res = workflow::train_model(b);
+  CHECK(std::isfinite(res.epochs.back().summary.mean_loss));
+  workflow::TrainRequest b2 = b;
+  b2.threads = 2;
+  b2.out = rb_tmp() + "/bf16_t2.safetensors";
+  workflow::train_model(b2);
+  CHECK(io::read_file(b2.out) == io::read_file(b.out));
+  CHECK(io::load_safetensors(b.out).metadata.at("train_precision") == "bf16");
+  CHECK(io::load_safetensors(r.out).metadata.at("train_precision") == "fp32");
+  // bf16 products change the weights (where the build has AVX-512 BF16).
+  if (cpu::matmul_bf16_available()) CHECK(io::read_file(b.out) != io::read_file(r.out));
+  workflow::TrainRequest bad = r;
+  bad.precision = "fp16";
+  CHECK(rb_error([&] { workflow::train_model(bad); }).find("unknown precision 'fp16'") != std::string::npos);
+}

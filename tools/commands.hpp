@@ -192,6 +192,10 @@ class Commands {
     s->add_option("--kd", tr_.kd, "DCD distillation terms: feature,prediction")->capture_default_str();
     s->add_option("--lambda-f", tr_.lambda_f, "feature distillation weight")->capture_default_str();
     s->add_option("--lambda-p", tr_.lambda_p, "prediction distillation weight")->capture_default_str();
+    s->add_option("--precision", tr_.precision,
+                  "matrix products: fp32, or bf16 (mixed precision: bf16 products, fp32 weights/gradients/optimizer)")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
     s->add_flag("--quiet", tr_quiet_, "no progress output");
   }
 
@@ -511,6 +515,9 @@ class Commands {
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
     s->add_option("--warmup", bench_.warmup, "untimed runs before the timed ones")->capture_default_str();
+    s->add_option("--train-precision", bench_.train_precision, "training-step matrix products: fp32 | bf16")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
     s->add_flag("--student", bench_.student, "also time the DCD student (same trunk; see docs/performance.md)");
     s->add_option("--branch-dim", bench_.branch_dim, "the student's branch width (0 = fpn_dim)")->capture_default_str();
     s->add_option("--fusion", bench_.fusion, "the student's fusion: laf | concat")->capture_default_str();

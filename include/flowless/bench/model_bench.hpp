@@ -30,6 +30,8 @@
 //   student_params, student_inference_seconds, detector_inference_seconds
 //   (the alternating runs' median), student_time_ratio, student_params_ratio
 //   with opt.train:
+//   train_precision      the training step's matmul precision (opt.train_precision;
+//                        "bf16" = mixed precision, as TrainerOptions::precision)
 //   train_step_seconds   median of one training iteration on batch 2 at
 //                        T = max_seq_len: forward + loss + backward + clip
 //                        (L2 1.0) + AdamW step (the model in training mode)
@@ -77,6 +79,7 @@ struct ModelBenchOptions {
   std::string device = "cpu";
   bool profile = false;   // per-op-class timings (see the file comment)
   std::string precision = "fp32";  // inference matmuls: "fp32" | "bf16" (cpu::MatmulPrecision; training stays fp32)
+  std::string train_precision = "fp32";  // the training step's matmuls: "fp32" | "bf16" (mixed precision)
   bool student = false;   // also time the DCD student built on the same detector config
   int branch_dim = 0;     // the student's branch width (0 = fpn_dim)
   std::string fusion = "laf";
@@ -533,8 +536,12 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
     std::vector<double> steps;
     std::map<std::string, double> bwd_ms;
     std::vector<double> step_cpu;
+    const cpu::MatmulPrecision train_prec = cpu::parse_matmul_precision(opt.train_precision);
+    r["train_precision"] = json::Value(opt.train_precision);
     for (int i = 0; i < opt.warmup + opt.repeats; ++i) {
       const bool keep = i >= opt.warmup;
+      std::optional<cpu::MatmulPrecisionScope> step_precision;
+      step_precision.emplace(train_prec);
       const double c0 = process_cpu_seconds();
       auto t0 = Clock::now();
       auto out = model.forward(xv, tl);
@@ -551,6 +558,7 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
       else
         backward(losses.final_loss);
       losses = DetectionLossOutput<float>();
+      step_precision.reset();  // clipping and the optimizer are fp32 either way
       const double t_bwd = seconds_since(t2);
       auto t3 = Clock::now();
       train::clip_grad_norm(params, cfg.clip_grad_l2norm);

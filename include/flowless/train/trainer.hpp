@@ -29,6 +29,8 @@
 #include <string>
 #include <unistd.h>
 
+#include "flowless/backend/cpu_gemm.hpp"
+
 #include "flowless/data/dataset.hpp"
 #include "flowless/io/safetensors.hpp"
 #include "flowless/nn/module.hpp"
@@ -66,6 +68,10 @@ struct TrainerOptions {
   int checkpoint_every = 5;     // epochs
   bool progress = true;         // progress bar on stderr
   std::string label = "train";  // shown in the progress bar
+  // Matrix products of the forward and backward passes: "fp32", or "bf16"
+  // (mixed precision: cpu::MatmulPrecision::bf16 operands with fp32
+  // accumulation; weights, gradients, optimizer state and EMA stay fp32).
+  std::string precision = "fp32";
 };
 
 struct EpochSummary {
@@ -122,17 +128,22 @@ class Trainer {
     auto t0 = std::chrono::steady_clock::now();
     int64_t n = 0;
     const auto params = m.parameters();
+    const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(opt_.precision);
     while (it.next(batch)) {
       const double lr = schedule_->lr_at(iter_);
       optim_.set_lr(lr);
       std::map<std::string, double> parts;
-      Var<T> loss = task_.loss(batch, parts);
-      const double lv = double(loss.value()[0]);
-      if (!std::isfinite(lv))
-        FLOWLESS_FAIL("training diverged: loss is ", lv, " at epoch ", epoch_ + 1, ", iteration ", iter_,
-                      (opt_.checkpoint.empty() ? std::string() : "; the last good checkpoint is kept at " + opt_.checkpoint));
-      m.zero_grad();
-      backward(loss);
+      double lv = 0;
+      {
+        cpu::MatmulPrecisionScope prec(precision);
+        Var<T> loss = task_.loss(batch, parts);
+        lv = double(loss.value()[0]);
+        if (!std::isfinite(lv))
+          FLOWLESS_FAIL("training diverged: loss is ", lv, " at epoch ", epoch_ + 1, ", iteration ", iter_,
+                        (opt_.checkpoint.empty() ? std::string() : "; the last good checkpoint is kept at " + opt_.checkpoint));
+        m.zero_grad();
+        backward(loss);
+      }
       // The global gradient norm (clip_grad_norm with an infinite bound only
       // measures it). A non-finite norm stops training before the step, so
       // NaN never reaches the weights, the EMA or a checkpoint.

@@ -45,6 +45,7 @@ struct TrainRequest {
   double lr = -1;
   uint64_t seed = 1;
   int threads = 1;
+  std::string precision = "fp32";     // training matmuls: fp32 | bf16 (mixed precision, TrainerOptions::precision)
   std::string val_split;              // evaluate mAP on this split after epochs (empty = never)
   int val_every = 1;
   std::string checkpoint;             // periodic training checkpoint path (empty = none)
@@ -158,6 +159,7 @@ inline std::string log_json(const TrainRequest& r, const TrainResult& res) {
 inline TrainResult train_model(const TrainRequest& r) {
   FLOWLESS_CHECK(!r.data.empty(), "train: --data is required");
   FLOWLESS_CHECK(!r.out.empty(), "train: --out is required");
+  cpu::parse_matmul_precision(r.precision);  // an unknown precision fails before any work
   set_num_threads(r.threads);
   const data::DatasetInfo info = data::load_dataset_info(r.data);
   const bool distill = r.mode == "dcd" || r.mode == "kd-plain";
@@ -202,11 +204,13 @@ inline TrainResult train_model(const TrainRequest& r) {
   to.checkpoint_every = 1;
   to.progress = r.progress;
   to.label = r.label.empty() ? r.mode + ":" + (distill ? r.fusion : r.modality) : r.label;
+  to.precision = r.precision;
 
   std::map<std::string, std::string> meta{{"label_names", label_names_json(ds.annotations())},
                                          {"trained_on", r.data},
                                          {"train_mode", r.mode},
-                                         {"seed", std::to_string(r.seed)}};
+                                         {"seed", std::to_string(r.seed)},
+                                         {"train_precision", r.precision}};
   std::unique_ptr<nn::Module<float>> model_owner;
   std::unique_ptr<train::TrainTask<float>> task;
   std::unique_ptr<models::Detector<float>> teacher;
