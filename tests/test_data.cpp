@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "test_util.hpp"
 #include "flowless/data/dataset.hpp"
 #include "flowless/data/synth.hpp"
 
@@ -31,19 +32,8 @@ bool has(const std::string& hay, const std::string& needle) { return hay.find(ne
 
 // A scratch folder for this process, removed at exit.
 std::string data_tmp() {
-  static const std::string d = [] {
-    std::string p = std::string("/tmp/flowless_test_data_") + std::to_string(::getpid());
-    io::make_dirs(p);
-    return p;
-  }();
-  static const struct Cleanup {
-    std::string path;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } cleanup{d};
-  return d;
+  static const flowless::test::ScratchDir d("data");
+  return d.path;
 }
 
 const char* kInfoJson = R"({"feat_stride": 4, "num_frames": 16, "default_fps": null, "input_dim": 6,

@@ -12,6 +12,7 @@
 #include <limits>
 #include <set>
 
+#include "test_util.hpp"
 #include "flowless/data/synth.hpp"
 #include "flowless/dcd/tasks.hpp"
 #include "flowless/models/any_model.hpp"
@@ -90,19 +91,8 @@ bool any_grad_nonzero(nn::Module<float>& m) {
 // The tiny synthetic benchmark, a fixed batch and small configurations.
 
 std::string scratch_dir() {
-  static const std::string d = [] {
-    std::string p = std::string("/tmp/flowless_test_dcd_") + std::to_string(::getpid());
-    std::filesystem::create_directories(p);
-    return p;
-  }();
-  static const struct Cleanup {
-    std::string path;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } cleanup{d};
-  return d;
+  static const flowless::test::ScratchDir d("dcd");
+  return d.path;
 }
 
 const std::string& tiny_dataset() {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
 #include "flowless/io/file.hpp"
 #include "flowless/io/json.hpp"
 
@@ -30,19 +31,8 @@ bool contains(const std::string& hay, const std::string& needle) {
 }
 // A scratch folder for this process, removed at exit.
 std::string temp_dir() {
-  static const std::string d = [] {
-    std::string p = std::string("/tmp/flowless_test_eval_") + std::to_string(::getpid());
-    flowless::io::make_dirs(p);
-    return p;
-  }();
-  static const struct Cleanup {
-    std::string path;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } cleanup{d};
-  return d;
+  static const flowless::test::ScratchDir d("eval");
+  return d.path;
 }
 }  // namespace
 

@@ -19,6 +19,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include "test_util.hpp"
 #include "flowless/data/synth.hpp"
 #include "flowless/eval/detection_map.hpp"
 #include "flowless/io/npy.hpp"
@@ -33,19 +34,8 @@ namespace {
 
 // A scratch folder for this process, removed at exit.
 std::string rb_tmp() {
-  static const std::string d = [] {
-    std::string p = std::string("/tmp/flowless_test_robustness_") + std::to_string(::getpid());
-    io::make_dirs(p);
-    return p;
-  }();
-  static const struct Cleanup {
-    std::string path;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } cleanup{d};
-  return d;
+  static const flowless::test::ScratchDir d("robustness");
+  return d.path;
 }
 
 std::string rb_data(const std::string& rel) { return std::string(FLOWLESS_TEST_DATA) + "/" + rel; }
@@ -76,6 +66,20 @@ const std::string& tiny_data() {
     return d;
   }();
   return dir;
+}
+
+// One epoch (after one warmup epoch) of an RGB detector on the tiny dataset, 1 thread, quiet.
+workflow::TrainRequest tiny_rgb_request(uint64_t seed) {
+  workflow::TrainRequest r;
+  r.data = tiny_data();
+  r.modality = "rgb";
+  r.preset = "tiny";
+  r.epochs = 1;
+  r.warmup_epochs = 1;
+  r.seed = seed;
+  r.threads = 1;
+  r.progress = false;
+  return r;
 }
 
 // What workflow::train_model builds for preset "tiny" on every channel.
@@ -474,15 +478,7 @@ TEST_CASE("robustness: training interrupted after epoch 1 and resumed ends with 
 
 TEST_CASE("robustness: train_model resumes a run that failed after epoch 1 to the same model file, bit for bit") {
   ThreadsGuard tg;
-  workflow::TrainRequest r;
-  r.data = tiny_data();
-  r.modality = "rgb";
-  r.preset = "tiny";
-  r.epochs = 1;
-  r.warmup_epochs = 1;
-  r.seed = 21;
-  r.threads = 1;
-  r.progress = false;
+  workflow::TrainRequest r = tiny_rgb_request(21);
 
   // Uninterrupted, twice: same seed and threads -> identical model files.
   r.out = rb_tmp() + "/wf_a.safetensors";
@@ -620,15 +616,7 @@ TEST_CASE("robustness: detection on a 50,000-snippet video with a small model co
 
 TEST_CASE("robustness: bf16 mixed-precision training is deterministic across thread counts and records its precision") {
   ThreadsGuard tg;
-  workflow::TrainRequest r;
-  r.data = tiny_data();
-  r.modality = "rgb";
-  r.preset = "tiny";
-  r.epochs = 1;
-  r.warmup_epochs = 1;
-  r.seed = 23;
-  r.threads = 1;
-  r.progress = false;
+  workflow::TrainRequest r = tiny_rgb_request(23);
   r.out = rb_tmp() + "/bf16_fp32.safetensors";
   workflow::train_model(r);
   workflow::TrainRequest b = r;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "test_util.hpp"
 #include "flowless/io/file.hpp"
 #include "flowless/viz/plots.hpp"
 #include "flowless/viz/svg.hpp"
@@ -238,19 +239,8 @@ Segment seg(double s, double e, int label, const std::string& name) {
 }
 
 std::string scratch_dir() {
-  static const std::string d = [] {
-    std::string p = std::string("/tmp/flowless_test_viz_") + std::to_string(::getpid());
-    flowless::io::make_dirs(p);
-    return p;
-  }();
-  static const struct Cleanup {
-    std::string path;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } cleanup{d};
-  return d;
+  static const flowless::test::ScratchDir d("viz");
+  return d.path;
 }
 
 }  // namespace

@@ -348,13 +348,6 @@ inline __m512i bf16_round_hi(__m512 x) {
 inline __m512i bf16_pair(__m512 x0, __m512 x1) {
   return _mm512_or_si512(bf16_round_hi(x1), _mm512_srli_epi32(bf16_round_hi(x0), 16));
 }
-inline uint32_t bf16_pair_scalar(float x0, float x1) {
-  alignas(64) float a[16] = {x0}, b[16] = {x1};
-  alignas(64) uint32_t o[16];
-  _mm512_store_si512(o, bf16_pair(_mm512_load_ps(a), _mm512_load_ps(b)));
-  return o[0];
-}
-
 /// pack_b_sliver in bfloat16 pairs: kc2 rows of 32 slots.
 inline void pack_b_sliver_bf16(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc,
                                int64_t n0, uint32_t* dst) {
