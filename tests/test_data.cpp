@@ -594,9 +594,13 @@ TEST_CASE("synth: presets and config validation") {
   CHECK(th.rgb_dim + th.flow_dim == 2048);
   CHECK(th.num_classes == 20);
   CHECK(has(data_error([] { synth_preset("huge"); }), "'huge'"));
+  CHECK(d.num_motion_pairs == 0);
   SynthConfig bad = t;
   bad.num_shared_pairs = 3;
   CHECK(has(data_error([&] { validate_synth_config(bad); }), "num_shared_pairs"));
+  bad = t;
+  bad.num_motion_pairs = 2;  // 2 * (1 + 2) > 4 classes
+  CHECK(has(data_error([&] { validate_synth_config(bad); }), "num_motion_pairs"));
   // JSON overrides round-trip through synth_config_to_json
   SynthConfig o = synth_config_from_json(json::parse(R"({"preset": "tiny", "leak_amp": 0.5, "num_test_videos": 3})"),
                                          SynthConfig{}, "cfg");
@@ -690,126 +694,144 @@ TEST_CASE("synth default: flow separates paired classes, RGB barely does, RGB bo
   //   - class of action-interior snippets: flow near perfect, RGB near chance
   //     between the two classes of a shared-appearance pair, RGB good at
   //     telling appearance groups apart (so RGB-only is informative);
+  //   - the other way round for a shared-motion pair: flow near chance, RGB
+  //     near perfect (the two modalities are complementary);
   //   - "is an action" for snippets just before an action starts (the clip
   //     window ends before the action, within 1 s): RGB mostly says yes (the
   //     actor/context is already there), flow says no (no motion yet).
-  const std::string dir = data_tmp() + "/synth_default";
-  const SynthConfig cfg = synth_preset("default");
-  write_synthetic_dataset(dir, cfg, 7);
-  Dataset tr(dir, {"validation"}, "both"), te(dir, {"test"}, "both");
-  const int K = cfg.num_classes, Cr = cfg.rgb_dim, C = tr.channels();
-  REQUIRE(C == cfg.rgb_dim + cfg.flow_dim);
-  CHECK(tr.size() == 160);
-  CHECK(te.size() == 80);
-  json::Value meta = json::parse_file(dir + "/synth.json");
-  std::vector<int> group;
-  for (size_t k = 0; k < static_cast<size_t>(K); ++k) group.push_back(static_cast<int>(meta.at("appearance_group_of_class")[k].as_int()));
+  // Both the preset and the preset with two shared-motion pairs (the knob the
+  // DCD study of docs/dcd.md turns on).
+  for (const int motion_pairs : {0, 2}) {
+    CAPTURE(motion_pairs);
+    const std::string dir = data_tmp() + "/synth_default_mp" + std::to_string(motion_pairs);
+    SynthConfig cfg = synth_preset("default");
+    cfg.num_motion_pairs = motion_pairs;
+    write_synthetic_dataset(dir, cfg, 7);
+    Dataset tr(dir, {"validation"}, "both"), te(dir, {"test"}, "both");
+    const int K = cfg.num_classes, Cr = cfg.rgb_dim, C = tr.channels();
+    REQUIRE(C == cfg.rgb_dim + cfg.flow_dim);
+    CHECK(tr.size() == 160);
+    CHECK(te.size() == 80);
+    json::Value meta = json::parse_file(dir + "/synth.json");
+    std::vector<int> group;
+    for (size_t k = 0; k < static_cast<size_t>(K); ++k) group.push_back(static_cast<int>(meta.at("appearance_group_of_class")[k].as_int()));
 
-  struct Snip {
-    std::vector<float> x;
-    int label;  // class, or -1
-    int kind;   // 0 interior of exactly one action, 1 background far from actions, 2 just before an action
-  };
-  auto collect = [&](const Dataset& ds) {
-    std::vector<Snip> out;
-    const double off = ds.offset();
-    double mean_T = 0;
-    for (size_t i = 0; i < ds.size(); ++i) {
-      int T = 0;
-      auto f = ds.features(i, &T);
-      mean_T += T / static_cast<double>(ds.size());
-      const auto& sg = ds.segments(i);
-      const double one_sec = ds.fps(i) / ds.stride();
-      for (int t = 0; t < T; ++t) {
-        const double a = t - off, b = t + off;  // the clip window in grid units
-        int inside = -1, n_inside = 0, n_over = 0;
-        double dist = 1e9;
-        bool pre = false;
-        for (size_t k = 0; k < sg.size(); ++k) {
-          if (a >= sg[k][0] && b <= sg[k][1]) inside = ds.labels(i)[k], ++n_inside;
-          if (b > sg[k][0] && a < sg[k][1]) ++n_over;
-          dist = std::min(dist, b <= sg[k][0] ? sg[k][0] - b : a >= sg[k][1] ? a - sg[k][1] : 0.0);
-          if (b <= sg[k][0] && b >= sg[k][0] - one_sec) pre = true;
-        }
-        int kind = -1;
-        if (n_inside == 1 && n_over == 1) kind = 0;
-        else if (n_over == 0 && dist > 4 * one_sec) kind = 1;
-        else if (n_over == 0 && pre) kind = 2;
-        if (kind < 0) continue;
-        out.push_back({std::vector<float>(f.begin() + static_cast<ptrdiff_t>(t) * C, f.begin() + static_cast<ptrdiff_t>(t + 1) * C),
-                       kind == 0 ? inside : -1, kind});
-      }
-    }
-    CHECK(mean_T > 250);  // "mean ~400" snippets
-    CHECK(mean_T < 550);
-    return out;
-  };
-  const auto train = collect(tr), test = collect(te);
-
-  for (int mod = 0; mod < 2; ++mod) {
-    const int c0 = mod == 0 ? 0 : Cr, c1 = mod == 0 ? Cr : C, D = c1 - c0;
-    std::vector<std::vector<double>> mu(static_cast<size_t>(K) + 1, std::vector<double>(static_cast<size_t>(D), 0.0));
-    std::vector<int> n(static_cast<size_t>(K) + 1, 0);
-    for (const auto& s : train) {
-      if (s.kind == 2) continue;
-      const size_t k = s.kind == 0 ? static_cast<size_t>(s.label) : static_cast<size_t>(K);  // K = background
-      for (int j = 0; j < D; ++j) mu[k][static_cast<size_t>(j)] += s.x[static_cast<size_t>(c0 + j)];
-      ++n[k];
-    }
-    for (size_t k = 0; k <= static_cast<size_t>(K); ++k) {
-      REQUIRE(n[k] > 50);
-      for (auto& v : mu[k]) v /= n[k];
-    }
-    auto dist = [&](const Snip& s, size_t k) {
-      double d = 0;
-      for (int j = 0; j < D; ++j) {
-        const double e = s.x[static_cast<size_t>(c0 + j)] - mu[k][static_cast<size_t>(j)];
-        d += e * e;
-      }
-      return d;
+    struct Snip {
+      std::vector<float> x;
+      int label;  // class, or -1
+      int kind;   // 0 interior of exactly one action, 1 background far from actions, 2 just before an action
     };
-    int n_pair = 0, ok_pair = 0, n_grp = 0, ok_grp = 0, n_pre = 0, act_pre = 0, n_in = 0, act_in = 0;
-    for (const auto& s : test) {
-      size_t best = 0;
-      for (size_t k = 1; k <= static_cast<size_t>(K); ++k)
-        if (dist(s, k) < dist(s, best)) best = k;
-      const bool says_action = best < static_cast<size_t>(K);
-      if (s.kind == 0) {
-        ++n_in;
-        act_in += says_action;
-        const int k = s.label, partner = k < 2 * cfg.num_shared_pairs ? (k ^ 1) : -1;
-        if (partner >= 0) {  // two-way choice within the pair
-          ++n_pair;
-          ok_pair += dist(s, static_cast<size_t>(k)) < dist(s, static_cast<size_t>(partner));
+    auto collect = [&](const Dataset& ds) {
+      std::vector<Snip> out;
+      const double off = ds.offset();
+      double mean_T = 0;
+      for (size_t i = 0; i < ds.size(); ++i) {
+        int T = 0;
+        auto f = ds.features(i, &T);
+        mean_T += T / static_cast<double>(ds.size());
+        const auto& sg = ds.segments(i);
+        const double one_sec = ds.fps(i) / ds.stride();
+        for (int t = 0; t < T; ++t) {
+          const double a = t - off, b = t + off;  // the clip window in grid units
+          int inside = -1, n_inside = 0, n_over = 0;
+          double dist = 1e9;
+          bool pre = false;
+          for (size_t k = 0; k < sg.size(); ++k) {
+            if (a >= sg[k][0] && b <= sg[k][1]) inside = ds.labels(i)[k], ++n_inside;
+            if (b > sg[k][0] && a < sg[k][1]) ++n_over;
+            dist = std::min(dist, b <= sg[k][0] ? sg[k][0] - b : a >= sg[k][1] ? a - sg[k][1] : 0.0);
+            if (b <= sg[k][0] && b >= sg[k][0] - one_sec) pre = true;
+          }
+          int kind = -1;
+          if (n_inside == 1 && n_over == 1) kind = 0;
+          else if (n_over == 0 && dist > 4 * one_sec) kind = 1;
+          else if (n_over == 0 && pre) kind = 2;
+          if (kind < 0) continue;
+          out.push_back({std::vector<float>(f.begin() + static_cast<ptrdiff_t>(t) * C, f.begin() + static_cast<ptrdiff_t>(t + 1) * C),
+                         kind == 0 ? inside : -1, kind});
         }
-        // appearance group of the best class among classes (ignoring background)
-        size_t bc = 0;
-        for (size_t q = 1; q < static_cast<size_t>(K); ++q)
-          if (dist(s, q) < dist(s, bc)) bc = q;
-        ++n_grp;
-        ok_grp += group[bc] == group[static_cast<size_t>(k)];
-      } else if (s.kind == 2) {
-        ++n_pre;
-        act_pre += says_action;
       }
-    }
-    REQUIRE(n_pair > 1000);
-    REQUIRE(n_pre > 300);
-    const double pair_acc = double(ok_pair) / n_pair, grp_acc = double(ok_grp) / n_grp;
-    const double pre_act = double(act_pre) / n_pre, in_act = double(act_in) / n_in;
-    MESSAGE((mod == 0 ? "RGB " : "flow"), ": pair accuracy ", pair_acc, ", group accuracy ", grp_acc,
-            ", 'action' inside ", in_act, ", 'action' <= 1 s before start ", pre_act);
-    if (mod == 1) {  // flow
-      CHECK(pair_acc > 0.95);
-      CHECK(grp_acc > 0.95);
-      CHECK(in_act > 0.9);
-      CHECK(pre_act < 0.15);  // sharp onsets
-    } else {  // RGB
-      CHECK(pair_acc < 0.7);   // near chance (0.5) between paired classes
-      CHECK(pair_acc > 0.4);
-      CHECK(grp_acc > 0.9);    // ... but the appearance groups are clear
-      CHECK(in_act > 0.9);     // ... and so is where the context is
-      CHECK(pre_act > 0.6);    // context starts before the action: blurred boundaries
+      CHECK(mean_T > 250);  // "mean ~400" snippets
+      CHECK(mean_T < 550);
+      return out;
+    };
+    const auto train = collect(tr), test = collect(te);
+
+    for (int mod = 0; mod < 2; ++mod) {
+      const int c0 = mod == 0 ? 0 : Cr, c1 = mod == 0 ? Cr : C, D = c1 - c0;
+      std::vector<std::vector<double>> mu(static_cast<size_t>(K) + 1, std::vector<double>(static_cast<size_t>(D), 0.0));
+      std::vector<int> n(static_cast<size_t>(K) + 1, 0);
+      for (const auto& s : train) {
+        if (s.kind == 2) continue;
+        const size_t k = s.kind == 0 ? static_cast<size_t>(s.label) : static_cast<size_t>(K);  // K = background
+        for (int j = 0; j < D; ++j) mu[k][static_cast<size_t>(j)] += s.x[static_cast<size_t>(c0 + j)];
+        ++n[k];
+      }
+      for (size_t k = 0; k <= static_cast<size_t>(K); ++k) {
+        REQUIRE(n[k] > 50);
+        for (auto& v : mu[k]) v /= n[k];
+      }
+      auto dist = [&](const Snip& s, size_t k) {
+        double d = 0;
+        for (int j = 0; j < D; ++j) {
+          const double e = s.x[static_cast<size_t>(c0 + j)] - mu[k][static_cast<size_t>(j)];
+          d += e * e;
+        }
+        return d;
+      };
+      int n_pair = 0, ok_pair = 0, n_mpair = 0, ok_mpair = 0, n_grp = 0, ok_grp = 0, n_pre = 0, act_pre = 0, n_in = 0,
+          act_in = 0;
+      for (const auto& s : test) {
+        size_t best = 0;
+        for (size_t k = 1; k <= static_cast<size_t>(K); ++k)
+          if (dist(s, k) < dist(s, best)) best = k;
+        const bool says_action = best < static_cast<size_t>(K);
+        if (s.kind == 0) {
+          ++n_in;
+          act_in += says_action;
+          const int k = s.label, P = cfg.num_shared_pairs, Q = cfg.num_motion_pairs;
+          const bool mpair = k >= 2 * P && k < 2 * (P + Q);
+          if (k < 2 * (P + Q)) {  // two-way choice within the (appearance or motion) pair
+            const bool ok = dist(s, static_cast<size_t>(k)) < dist(s, static_cast<size_t>(k ^ 1));
+            (mpair ? n_mpair : n_pair) += 1;
+            (mpair ? ok_mpair : ok_pair) += ok;
+          }
+          // appearance group of the best class among classes (ignoring background);
+          // not for shared-motion pairs, which flow cannot tell apart by design
+          size_t bc = 0;
+          for (size_t q = 1; q < static_cast<size_t>(K); ++q)
+            if (dist(s, q) < dist(s, bc)) bc = q;
+          if (!mpair) {
+            ++n_grp;
+            ok_grp += group[bc] == group[static_cast<size_t>(k)];
+          }
+        } else if (s.kind == 2) {
+          ++n_pre;
+          act_pre += says_action;
+        }
+      }
+      REQUIRE(n_pair > 1000);
+      REQUIRE((motion_pairs == 0 ? n_mpair == 0 : n_mpair > 500));
+      REQUIRE(n_pre > 300);
+      const double pair_acc = double(ok_pair) / n_pair, grp_acc = double(ok_grp) / n_grp;
+      const double mpair_acc = motion_pairs == 0 ? 0.5 : double(ok_mpair) / n_mpair;
+      const double pre_act = double(act_pre) / n_pre, in_act = double(act_in) / n_in;
+      MESSAGE((mod == 0 ? "RGB " : "flow"), ": pair accuracy ", pair_acc, ", motion-pair accuracy ", mpair_acc,
+              ", group accuracy ", grp_acc, ", 'action' inside ", in_act, ", 'action' <= 1 s before start ", pre_act);
+      if (mod == 1) {  // flow
+        CHECK(pair_acc > 0.95);
+        if (motion_pairs > 0) CHECK(mpair_acc < 0.7);  // same motion: near chance
+        CHECK(grp_acc > 0.95);
+        CHECK(in_act > 0.9);
+        CHECK(pre_act < 0.15);  // sharp onsets
+      } else {  // RGB
+        CHECK(pair_acc < 0.7);   // near chance (0.5) between paired classes
+        CHECK(pair_acc > 0.4);
+        if (motion_pairs > 0) CHECK(mpair_acc > 0.9);  // different appearance: clear
+        CHECK(grp_acc > 0.9);    // ... but the appearance groups are clear
+        CHECK(in_act > 0.9);     // ... and so is where the context is
+        CHECK(pre_act > 0.6);    // context starts before the action: blurred boundaries
+      }
     }
   }
 }

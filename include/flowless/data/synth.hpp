@@ -54,6 +54,7 @@ struct SynthConfig {
   int flow_dim = 64;           // channels [rgb_dim, rgb_dim + flow_dim)
   int num_classes = 10;
   int num_shared_pairs = 3;    // classes (0,1), (2,3), ... share one appearance and differ only in motion
+  int num_motion_pairs = 0;    // the next pairs (2P, 2P+1), ... share one motion and differ only in appearance
   // ---- time base: snippet t covers frames [feat_stride*t, feat_stride*t + num_frames)
   int feat_stride = 4;
   int num_frames = 16;
@@ -110,7 +111,7 @@ struct SynthConfig {
 
 #define FLOWLESS_SYNTH_INT_FIELDS(X) \
   X(num_train_videos) X(num_test_videos) X(rgb_dim) X(flow_dim) X(num_classes) X(num_shared_pairs) \
-  X(feat_stride) X(num_frames) X(max_seq_len)
+  X(num_motion_pairs) X(feat_stride) X(num_frames) X(max_seq_len)
 #define FLOWLESS_SYNTH_BOOL_FIELDS(X) X(vary_fps) X(use_crop_ratio)
 #define FLOWLESS_SYNTH_DOUBLE_FIELDS(X)                                                                  \
   X(fps) X(duration_log_mean) X(duration_log_std) X(duration_min) X(duration_max) X(action_log_mean)   \
@@ -133,6 +134,8 @@ inline void validate_synth_config(const SynthConfig& c, const std::string& ctx =
   FLOWLESS_CHECK(c.num_classes >= 2, ctx, ": 'num_classes' must be >= 2 (got ", c.num_classes, ")");
   FLOWLESS_CHECK(c.num_shared_pairs >= 0 && 2 * c.num_shared_pairs <= c.num_classes, ctx,
                  ": 'num_shared_pairs' must be in [0, num_classes / 2] (got ", c.num_shared_pairs, ")");
+  FLOWLESS_CHECK(c.num_motion_pairs >= 0 && 2 * (c.num_shared_pairs + c.num_motion_pairs) <= c.num_classes, ctx,
+                 ": 'num_motion_pairs' must be in [0, num_classes / 2 - num_shared_pairs] (got ", c.num_motion_pairs, ")");
   FLOWLESS_CHECK(c.feat_stride > 0 && c.num_frames >= 0, ctx, ": 'feat_stride' must be > 0 and 'num_frames' >= 0");
   pos(c.fps, "fps");
   FLOWLESS_CHECK(std::isfinite(c.duration_log_mean), ctx, ": 'duration_log_mean' must be finite");
@@ -378,6 +381,13 @@ inline Model make_model(const SynthConfig& c, uint64_t seed) {
     m.M.push_back(vec(Cf, c.motion_amp));
     m.Phi.push_back(vec(Cf, c.motion_amp * c.motion_phase));
   }
+  // motion pairs: the second class of each moves exactly like the first
+  // (drawn above anyway, so the random stream does not depend on the knob)
+  for (int j = 0; j < c.num_motion_pairs; ++j) {
+    const size_t k = static_cast<size_t>(2 * P + 2 * j);
+    m.M[k + 1] = m.M[k];
+    m.Phi[k + 1] = m.Phi[k];
+  }
   // P: (Cr, Cf) with entries N(0, 1/Cf); only P*M_k and P*Phi_k are needed.
   m.PM.assign(static_cast<size_t>(K), std::vector<float>(static_cast<size_t>(Cr), 0.0f));
   m.PPhi = m.PM;
@@ -436,7 +446,7 @@ inline Video generate_video(const SynthConfig& c, const Model& m, const std::str
   std::vector<int> classes{static_cast<int>(rng.randint(0, K - 1))};
   if (rng.uniform() < c.second_class_prob) {
     const int k0 = classes[0];
-    const bool paired = k0 < 2 * c.num_shared_pairs;
+    const bool paired = k0 < 2 * (c.num_shared_pairs + c.num_motion_pairs);  // appearance or motion partner
     if (paired && rng.uniform() < c.partner_prob) {
       classes.push_back(k0 ^ 1);
     } else {
