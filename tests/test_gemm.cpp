@@ -1,7 +1,7 @@
 // cpu::gemm / gemm_rows: the packed fp32 product against a double reference
 // (every transpose, beta, row pointers, edge tiles, several K-blocks), and the
 // bfloat16 inference path (MatmulPrecision::bf16) against a reference computed
-// from bfloat16-rounded inputs.
+// from bfloat16-rounded inputs, and the bias epilogue.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -97,6 +97,47 @@ TEST_CASE("gemm: packed fp32 product matches a double reference (transposes, bet
     std::vector<float> C2 = p.C0;
     cpu::gemm_rows<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, rows.data(), p.B.data(), p.ldb, c.beta, C2.data(), c.N);
     CHECK(std::memcmp(C.data(), C2.data(), C.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("gemm: the bias epilogue equals adding the bias afterwards (fp32, bf16, Eigen path, any thread count)") {
+  // Every kCases shape (edge tiles, several K-blocks: the bias must be added
+  // once, in the last block) plus a product small enough for the Eigen path.
+  std::vector<Case> cases = kCases;
+  cases.push_back({5, 7, 3, false, true, 0.5f});
+  for (const bool bf16 : {false, true}) {
+    cpu::MatmulPrecisionScope scope(bf16 ? cpu::MatmulPrecision::bf16 : cpu::MatmulPrecision::fp32);
+    for (size_t ci = 0; ci < cases.size(); ++ci) {
+      const Case& c = cases[ci];
+      CAPTURE(bf16);
+      CAPTURE(ci);
+      Product p = make(c, 400 + ci);
+      Rng rng(500 + ci);
+      std::vector<float> bias(size_t(c.N));
+      for (auto& b : bias) b = float(3 * rng.normal());
+      std::vector<float> plain = p.C0, fused = p.C0;
+      cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, p.A.data(), p.lda, p.B.data(), p.ldb, c.beta, plain.data(), c.N);
+      for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = 0; j < c.N; ++j) plain[size_t(i * c.N + j)] += bias[size_t(j)];
+      cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, p.A.data(), p.lda, p.B.data(), p.ldb, c.beta, fused.data(), c.N,
+                       bias.data());
+      double worst = 0;
+      for (size_t i = 0; i < plain.size(); ++i) worst = std::max(worst, std::abs(double(plain[i]) - double(fused[i])));
+      // one rounding of alpha * acc (|acc| ~ sqrt(K)) apart: the epilogue fuses it with the add
+      CHECK(worst / std::sqrt(double(c.K) + 1) < 1e-6);
+      // gemm_rows: same bits as gemm; 1 and 2 threads: same bits
+      std::vector<const float*> rows;
+      for (int64_t q = 0; q < (c.ta ? c.K : c.M); ++q) rows.push_back(p.A.data() + q * p.lda);
+      const int prev = num_threads();
+      for (const int nt : {1, 2}) {
+        set_num_threads(nt);
+        std::vector<float> r = p.C0;
+        cpu::gemm_rows<float>(c.ta, c.tb, c.M, c.N, c.K, 1.25f, rows.data(), p.B.data(), p.ldb, c.beta, r.data(), c.N,
+                              bias.data());
+        CHECK(std::memcmp(r.data(), fused.data(), r.size() * sizeof(float)) == 0);
+      }
+      set_num_threads(prev);
+    }
   }
 }
 

@@ -6,7 +6,8 @@
 // (K x M, row stride lda) buffer; likewise for B. Row strides smaller than the
 // row length are allowed for A and B (overlapping rows), which is how
 // convolutions read their input patches without im2col. With beta == 0, C is
-// not read (it may hold garbage or NaN).
+// not read (it may hold garbage or NaN). An optional bias (N values) is added
+// to every row of C in the same call (C = ... + beta * C + bias).
 //
 // Implementation:
 //  - float with AVX-512 (compiled with -mavx512f, e.g. -march=native on such
@@ -281,28 +282,32 @@ void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t 
     for (int64_t r = 0; r < kMR; ++r) dst[k0 * kMR + r] = src[r] ? src[r][k0] : 0.f;
 }
 
-/// C = fma(alpha, acc, cb * C) for a full 12 x 32 tile (cb = 0: C is not read).
-inline void store_tile(const __m512 (&acc)[kMR][2], float* c, int64_t ldc, float alpha, float cb) {
+/// C = fma(alpha, acc, cb * C) [+ bias] for a full 12 x 32 tile (cb = 0: C is
+/// not read; bias: 32 column values added to every row, or null).
+inline void store_tile(const __m512 (&acc)[kMR][2], float* c, int64_t ldc, float alpha, float cb, const float* bias) {
   const __m512 va = _mm512_set1_ps(alpha);
+  const __m512 z = _mm512_setzero_ps();
+  const __m512 b0 = bias ? _mm512_loadu_ps(bias) : z, b1 = bias ? _mm512_loadu_ps(bias + 16) : z;
   if (cb == 0.f) {
     for (int r = 0; r < kMR; ++r) {
-      _mm512_storeu_ps(c + r * ldc, _mm512_mul_ps(va, acc[r][0]));
-      _mm512_storeu_ps(c + r * ldc + 16, _mm512_mul_ps(va, acc[r][1]));
+      _mm512_storeu_ps(c + r * ldc, _mm512_fmadd_ps(va, acc[r][0], b0));
+      _mm512_storeu_ps(c + r * ldc + 16, _mm512_fmadd_ps(va, acc[r][1], b1));
     }
   } else {
     const __m512 vb = _mm512_set1_ps(cb);
     for (int r = 0; r < kMR; ++r) {
       float* cr = c + r * ldc;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(va, acc[r][0], _mm512_mul_ps(vb, _mm512_loadu_ps(cr))));
-      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(va, acc[r][1], _mm512_mul_ps(vb, _mm512_loadu_ps(cr + 16))));
+      _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_fmadd_ps(va, acc[r][0], _mm512_mul_ps(vb, _mm512_loadu_ps(cr))), b0));
+      _mm512_storeu_ps(cr + 16,
+                       _mm512_add_ps(_mm512_fmadd_ps(va, acc[r][1], _mm512_mul_ps(vb, _mm512_loadu_ps(cr + 16))), b1));
     }
   }
 }
 
 /// The 12 x 32 register tile: acc = sum_k a[k, r] * b[k, c], then
-/// C = fma(alpha, acc, cb * C) (cb = 0: C is not read). Full tiles only.
+/// C = fma(alpha, acc, cb * C) [+ bias] (cb = 0: C is not read). Full tiles only.
 inline void kernel_12x32(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-                         float alpha, float cb) {
+                         float alpha, float cb, const float* bias) {
   __m512 acc[kMR][2];
   for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
@@ -316,19 +321,20 @@ inline void kernel_12x32(int64_t kc, const float* __restrict a, const float* __r
       acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
     }
   }
-  store_tile(acc, c, ldc, alpha, cb);
+  store_tile(acc, c, ldc, alpha, cb, bias);
 }
 
 /// Edge tile (mv <= 12 rows, nv <= 32 columns): the same arithmetic through a local tile.
 template <class Kernel, class E>
 void kernel_edge(const Kernel& kernel, int64_t kc, const E* a, const E* b, float* c, int64_t ldc, int64_t mv,
-                 int64_t nv, float alpha, float cb) {
+                 int64_t nv, float alpha, float cb, const float* bias) {
   alignas(64) float tile[kMR * kNR];
-  kernel(kc, a, b, tile, kNR, 1.f, 0.f);
+  kernel(kc, a, b, tile, kNR, 1.f, 0.f, nullptr);
   for (int64_t r = 0; r < mv; ++r)
     for (int64_t j = 0; j < nv; ++j) {
       float& y = c[r * ldc + j];
-      y = cb == 0.f ? alpha * tile[r * kNR + j] : std::fma(alpha, tile[r * kNR + j], cb * y);
+      const float bj = bias ? bias[j] : 0.f;
+      y = cb == 0.f ? std::fma(alpha, tile[r * kNR + j], bj) : std::fma(alpha, tile[r * kNR + j], cb * y) + bj;
     }
 }
 
@@ -386,7 +392,7 @@ void pack_a_sliver_bf16(bool trans_a, const Row& row, int64_t M, int64_t m0, int
 
 /// kernel_12x32 over kc2 bfloat16 pairs (vdpbf16ps), fp32 accumulators.
 inline void kernel_12x32_bf16(int64_t kc2, const uint32_t* __restrict a, const uint32_t* __restrict b, float* c,
-                              int64_t ldc, float alpha, float cb) {
+                              int64_t ldc, float alpha, float cb, const float* bias) {
   __m512 acc[kMR][2];
   for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc2; ++k) {
@@ -400,27 +406,28 @@ inline void kernel_12x32_bf16(int64_t kc2, const uint32_t* __restrict a, const u
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
     }
   }
-  store_tile(acc, c, ldc, alpha, cb);
+  store_tile(acc, c, ldc, alpha, cb, bias);
 }
 #endif  // __AVX512BF16__
 
 /// The packed product; with Bf16, op(A) and op(B) are packed as bfloat16 pairs
 /// (same buffer sizes: a K-block of kc values takes ceil(kc/2) 32-bit slots)
-/// and multiplied with kernel_12x32_bf16.
+/// and multiplied with kernel_12x32_bf16. bias (N values or null) is added to
+/// every row in the store of the last K-block (no extra pass over C).
 template <bool Bf16, class Row>
 void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
   using E = std::conditional_t<Bf16, uint32_t, float>;
   // Packed length of a K-block of kc values.
   auto klen = [](int64_t kc) { return Bf16 ? (kc + 1) / 2 : kc; };
-  auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_) {
+  auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_, const float* bi) {
 #if defined(__AVX512BF16__)
     if constexpr (Bf16) {
-      kernel_12x32_bf16(kl, a, b, c, ldc_, al, cb_);
+      kernel_12x32_bf16(kl, a, b, c, ldc_, al, cb_, bi);
       return;
     }
 #endif
-    if constexpr (!Bf16) kernel_12x32(kl, a, b, c, ldc_, al, cb_);
+    if constexpr (!Bf16) kernel_12x32(kl, a, b, c, ldc_, al, cb_, bi);
   };
   const int64_t nsl = (N + kNR - 1) / kNR;  // 32-column slivers
   // K-block: bf16 pairs take half the bytes, so its blocks hold twice the K values
@@ -458,6 +465,7 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       for (int64_t p = 0; p < npc; ++p) {
         const int64_t p0 = p * KC, kc = std::min(KC, K - p0), kl = klen(kc);
         const float cb = p == 0 ? beta : 1.f;
+        const bool last = p == npc - 1;
         for (int64_t s = 0; s < nas; ++s) {
 #if defined(__AVX512BF16__)
           if constexpr (Bf16) {
@@ -477,10 +485,11 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
               const int64_t nv = std::min(kNR, N - c0);
               const E* bs = Bblk + (c0 / kNR) * kl * kNR;
               float* cp = C + r0 * ldc + c0;
+              const float* bi = last && bias ? bias + c0 : nullptr;
               if (mv == kMR && nv == kNR)
-                kernel(kl, as, bs, cp, ldc, alpha, cb);
+                kernel(kl, as, bs, cp, ldc, alpha, cb, bi);
               else
-                kernel_edge(kernel, kl, as, bs, cp, ldc, mv, nv, alpha, cb);
+                kernel_edge(kernel, kl, as, bs, cp, ldc, mv, nv, alpha, cb, bi);
             }
           }
         }
@@ -492,50 +501,64 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
 /// gemm_packed in the calling thread's precision (bf16 only where available).
 template <class Row>
 void gemm_packed_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
-                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
 #if defined(__AVX512BF16__)
   if (matmul_precision() == MatmulPrecision::bf16) {
-    gemm_packed<true>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc);
+    gemm_packed<true>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc, bias);
     return;
   }
 #endif
-  gemm_packed<false>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc);
+  gemm_packed<false>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc, bias);
 }
 
 #endif  // __AVX512F__
 
+/// C[m, :] += bias for every row (the epilogue of the paths without one built in).
+template <class T>
+void add_bias_rows(T* C, int64_t ldc, int64_t M, int64_t N, const T* bias) {
+  if (!bias) return;
+  parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] += bias[n];
+  });
+}
+
 }  // namespace gemm_detail
 
 /// Parallel product, identical results for every thread count (see file comment).
+/// bias (N values, or null): C = alpha * op(A) * op(B) + beta * C + bias, the
+/// bias added to every row of C; on the packed path inside the store of the
+/// last K-block, so a layer's bias costs no extra pass over its output.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-          int64_t ldb, T beta, T* C, int64_t ldc) {
+          int64_t ldb, T beta, T* C, int64_t ldc, const T* bias = nullptr) {
   if (M <= 0 || N <= 0) return;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
       gemm_detail::gemm_packed_dispatch(trans_a, trans_b, M, N, K, alpha, [A, lda](int64_t q) { return A + q * lda; }, B, ldb,
-                               beta, C, ldc);
+                               beta, C, ldc, bias);
       return;
     }
   }
 #endif
   gemm_detail::gemm_eigen_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_detail::add_bias_rows(C, ldc, M, N, bias);
 }
 
 /// gemm with op(A) given by row pointers: arows[q] is stored row q of A (M rows
 /// of K values, or with trans_a K rows of M values); rows may alias anything
 /// (patch rows of a sequence, a shared zero row). Same arithmetic and the same
-/// thread-count independence as gemm.
+/// thread-count independence as gemm (bias likewise).
 template <class T>
 void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* const* arows,
-               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const T* bias = nullptr) {
   if (M <= 0 || N <= 0) return;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
       gemm_detail::gemm_packed_dispatch(trans_a, trans_b, M, N, K, alpha, [arows](int64_t q) { return arows[q]; }, B, ldb,
-                               beta, C, ldc);
+                               beta, C, ldc, bias);
       return;
     }
   }
@@ -545,6 +568,7 @@ void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T al
   std::vector<T> a(static_cast<size_t>(std::max<int64_t>(rows * cols, 1)));
   for (int64_t q = 0; q < rows; ++q) std::copy(arows[q], arows[q] + cols, a.data() + q * cols);
   gemm_detail::gemm_eigen_tiled(trans_a, trans_b, M, N, K, alpha, a.data(), cols, B, ldb, beta, C, ldc);
+  gemm_detail::add_bias_rows(C, ldc, M, N, bias);
 }
 
 }  // namespace flowless::cpu

@@ -180,12 +180,14 @@ void winograd_weights_input_grad(const T* w, int64_t Cout, int64_t Cin, T* V) {
 ///   y[t] (+)= sum_{k<3} x[t - 1 + k] g_k   for t in [0, Ly),
 /// x: Tx rows of Cin (rows outside [0, Tx) are zero), g_k: Cin x Cout taps
 /// given through their transform V (4 x Cin x Cout, winograd_weights_*),
-/// y: rows of Cout (overwritten, or added to with accumulate). Per output pair (2m, 2m+1), with d_j = x[2m - 1 + j]:
+/// y: rows of Cout (overwritten, or added to with accumulate), plus bias (Cout
+/// values, or null) in the same pass. Per output pair (2m, 2m+1), with d_j = x[2m - 1 + j]:
 ///   U = (d0 - d2, d1 + d2, d2 - d1, d1 - d3),  V = (g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2),
 ///   M_i = U_i V_i (four GEMMs of Ly/2 rows),  y[2m] = M0 + M1 + M2,  y[2m+1] = M1 - M2 - M3:
 /// 4 instead of 6 multiply-adds per output pair and channel pair.
 template <class T>
-void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate) {
+void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate,
+                    const T* bias = nullptr) {
   const int64_t P = (Ly + 1) / 2, CC = Cin * Cout;
   // Work buffers without zero-fill; output pairs in equal chunks so that U and M
   // stay under 24 MB (below glibc's largest mmap threshold: heap memory reused
@@ -232,12 +234,16 @@ void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cou
         T* y0 = y + 2 * m * Cout;
         if (accumulate)
           for (int64_t c = 0; c < Cout; ++c) y0[c] += (q0[c] + q1[c]) + q2[c];
+        else if (bias)
+          for (int64_t c = 0; c < Cout; ++c) y0[c] = ((q0[c] + q1[c]) + q2[c]) + bias[c];
         else
           for (int64_t c = 0; c < Cout; ++c) y0[c] = (q0[c] + q1[c]) + q2[c];
         if (2 * m + 1 >= Ly) continue;
         T* y1 = y0 + Cout;
         if (accumulate)
           for (int64_t c = 0; c < Cout; ++c) y1[c] += (q1[c] - q2[c]) - q3[c];
+        else if (bias)
+          for (int64_t c = 0; c < Cout; ++c) y1[c] = ((q1[c] - q2[c]) - q3[c]) + bias[c];
         else
           for (int64_t c = 0; c < Cout; ++c) y1[c] = (q1[c] - q2[c]) - q3[c];
       }
@@ -300,26 +306,21 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       const int64_t L = Lout[b];
       std::fill(yb + L * Cout, yb + Tout * Cout, T(0));
       if (L == 0) continue;
+      // the bias goes into the GEMM's (or the Winograd output transform's) store
+      const T* bv = has_bias ? bias.value().data() : nullptr;
       if (detail::conv3_use_winograd<T>(K, s, p, Cin, Cout, L)) {
         if (V.empty()) {
           V.resize(static_cast<size_t>(4 * Cin * Cout));
           detail::winograd_weights_forward(W.data(), Cout, Cin, V.data());
         }
-        detail::conv3_winograd(xb, Tn, Cin, V.data(), Cout, yb, L, false);
+        detail::conv3_winograd(xb, Tn, Cin, V.data(), Cout, yb, L, false, bv);
       } else {
         if (Wr.empty()) {
           Wr.resize(static_cast<size_t>(K * Cin * Cout));
           detail::conv_weight_to_gemm(W.data(), Cout, Cin, K, Wr.data());
         }
         detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
-        cpu::gemm_rows<T>(false, false, L, Cout, K * Cin, T(1), prow.data(), Wr.data(), Cout, T(0), yb, Cout);
-      }
-      if (has_bias) {
-        const T* bv = bias.value().data();
-        parallel_for(L, 64, [&](int64_t t0, int64_t t1) {
-          for (int64_t t = t0; t < t1; ++t)
-            for (int64_t c = 0; c < Cout; ++c) yb[t * Cout + c] += bv[c];
-        });
+        cpu::gemm_rows<T>(false, false, L, Cout, K * Cin, T(1), prow.data(), Wr.data(), Cout, T(0), yb, Cout, bv);
       }
     }
   } else {
