@@ -594,7 +594,8 @@ TEST_CASE("synth: presets and config validation") {
   CHECK(th.rgb_dim + th.flow_dim == 2048);
   CHECK(th.num_classes == 20);
   CHECK(has(data_error([] { synth_preset("huge"); }), "'huge'"));
-  CHECK(d.num_motion_pairs == 0);
+  CHECK(d.num_motion_pairs == 2);
+  CHECK(t.num_motion_pairs == 0);
   SynthConfig bad = t;
   bad.num_shared_pairs = 3;
   CHECK(has(data_error([&] { validate_synth_config(bad); }), "num_shared_pairs"));
@@ -699,9 +700,8 @@ TEST_CASE("synth default: flow separates paired classes, RGB barely does, RGB bo
   //   - "is an action" for snippets just before an action starts (the clip
   //     window ends before the action, within 1 s): RGB mostly says yes (the
   //     actor/context is already there), flow says no (no motion yet).
-  // Both the preset and the preset with two shared-motion pairs (the knob the
-  // DCD study of docs/dcd.md turns on).
-  for (const int motion_pairs : {0, 2}) {
+  // Both the preset (two shared-motion pairs) and the preset without them.
+  for (const int motion_pairs : {2, 0}) {
     CAPTURE(motion_pairs);
     const std::string dir = data_tmp() + "/synth_default_mp" + std::to_string(motion_pairs);
     SynthConfig cfg = synth_preset("default");

@@ -186,6 +186,7 @@ inline SynthConfig synth_preset(const std::string& name) {
   SynthConfig c;
   if (name == "default") {
     c.name = "default";
+    c.num_motion_pairs = 2;  // classes 6/7 and 8/9 move alike: flow-only cannot separate them, RGB can
     return c;
   }
   if (name == "tiny") {
@@ -243,6 +244,7 @@ inline SynthConfig synth_preset(const std::string& name) {
     c.flow_dim = 48;
     c.num_classes = 6;
     c.num_shared_pairs = 2;
+    c.num_motion_pairs = 1;
     c.duration_log_mean = 4.094;  // ln 60 s
     c.duration_log_std = 0.6;
     c.duration_min = 12;
