@@ -180,7 +180,9 @@ inline void validate_synth_config(const SynthConfig& c, const std::string& ctx =
 
 /// Named presets (docs/synth.md has the table):
 ///   "tiny"        12 + 8 videos, T 64..255, 16 + 16 channels, 4 classes (1 shared pair); CI, < 0.1 s
-///   "default"     160 + 80 videos, T 68..1500 (mean ~400), 64 + 64 channels, 10 classes (3 pairs); the demo
+///   "default"     160 + 80 videos, T 64..1497 (mean ~360), 64 + 64 channels, 10 classes (3 shared-appearance
+///                 pairs, 2 shared-motion pairs); the demo
+///   "long"        120 + 60 videos, longer videos and actions, 48 + 48 channels, 6 classes (2 + 1 pairs)
 ///   "thumos-like" 200 + 212 videos, THUMOS14 length statistics, 1024 + 1024 channels (float16), 20 classes (4 pairs)
 inline SynthConfig synth_preset(const std::string& name) {
   SynthConfig c;
