@@ -17,6 +17,7 @@
 //    per K-block (12-row slivers) and run a 12 x 32 register-tile kernel
 //    (24 zmm accumulators, fused multiply-add). Every element of C is
 //      C = fma(alpha, acc_0, beta * C); C = fma(alpha, acc_p, C) for p = 1, 2, ...
+//    (with a bias, its value is added in the store of the last K-block)
 //    where acc_p is the sum over K-block p in increasing k (one FMA chain),
 //    so its value depends only on K - not on M, N, the tiling or the thread
 //    count.
