@@ -427,6 +427,22 @@ TEST_CASE("dcd student: shapes for both detector families, parameter names, fusi
       // The inference path is the joint path.
       auto inf = s.forward(Var<float>(x), {128, 70});
       CHECK(inf.cls_logits[0].value().to_vector() == o.joint.cls_logits[0].value().to_vector());
+      // The analysis heads: forward() reads the shared branch heads on one branch.
+      CHECK(s.inference_head() == dcd::StudentHead::joint);
+      auto ba = s.branch_heads(o.appearance, o.lengths);
+      for (auto [h, want] : {std::pair{dcd::StudentHead::motion, &br}, std::pair{dcd::StudentHead::appearance, &ba}}) {
+        s.set_inference_head(h);
+        auto got = s.forward(Var<float>(x), {128, 70});
+        for (size_t l = 0; l < 4; ++l) {
+          CHECK(got.cls_logits[l].value().to_vector() == want->cls_logits[l].value().to_vector());
+          CHECK(got.offsets[l].value().to_vector() == want->offsets[l].value().to_vector());
+        }
+      }
+      s.set_inference_head(dcd::parse_student_head("joint"));
+      CHECK(s.forward(Var<float>(x), {128, 70}).cls_logits[1].value().to_vector() ==
+            o.joint.cls_logits[1].value().to_vector());
+      CHECK(dcd::parse_student_head("motion") == dcd::StudentHead::motion);
+      CHECK_THROWS_AS(dcd::parse_student_head("fused"), Error);
       // Stable names in the documented order.
       std::vector<std::string> prefixes;
       for (auto& [n, p] : s.named_parameters()) {

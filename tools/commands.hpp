@@ -556,7 +556,8 @@ class Commands {
 
   // ---- detect ---------------------------------------------------------------
   struct {
-    std::string config, weights, model, features, data, split = "test", out, dump_heads, precision = "fp32";
+    std::string config, weights, model, features, data, split = "test", out, dump_heads, precision = "fp32",
+        head = "joint";
     double fps = 0;
     int threads = 1;
   } det_;
@@ -576,6 +577,11 @@ class Commands {
                   "matrix products: fp32, or bf16 (AVX-512 BF16, fp32 accumulation; see docs/performance.md)")
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
+    s->add_option("--head", det_.head,
+                  "DCD students only: joint (the deployed path), or the shared branch heads on the motion or "
+                  "appearance branch (analysis)")
+        ->check(CLI::IsMember({"joint", "motion", "appearance"}))
+        ->capture_default_str();
   }
   int detect() {
     set_num_threads(det_.threads);
@@ -593,6 +599,12 @@ class Commands {
       detector = models::open_detector<float>(path, det_.config);
     } else {
       any = models::load_any_model<float>(path, det_.config);
+    }
+    if (det_.head != "joint") {
+      auto* st = dynamic_cast<models::AnyDcdStudent<float>*>(any.get());
+      FLOWLESS_CHECK(st != nullptr, path, ": --head ", det_.head, " needs a DCD student file (this is a ",
+                     any ? any->format() : std::string(models::kDetectorFormat), ")");
+      st->student().set_inference_head(dcd::parse_student_head(det_.head));
     }
     const DetectorConfig cfg = detector ? detector->config() : any->config();
     workflow::VideoDetections results;

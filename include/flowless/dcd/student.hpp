@@ -11,6 +11,9 @@
 //   joint heads H_J on Z -> ground truth; at inference the ONLY head used.
 // Inference: trunk -> both projections -> fusion -> joint heads -> the
 // detector's post-processing (detect(), same semantics as Detector::detect).
+// For analysis, set_inference_head(StudentHead::motion | appearance) makes
+// forward()/detect() read the shared branch heads on F_m or F_a instead (the
+// paper's per-branch ablation); the default and the deployed path is joint.
 //
 // Parameter names (stable; the file format depends on them), in order:
 //   backbone.*, neck.*                  the detector's names
@@ -154,6 +157,18 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
 
 // ---------------------------------------------------------------------------
 
+/// Which head forward()/detect() read: the joint head on the fused features
+/// (the deployed path), or the shared branch heads on one branch (analysis).
+enum class StudentHead { joint, motion, appearance };
+
+inline StudentHead parse_student_head(const std::string& s) {
+  if (s == "joint") return StudentHead::joint;
+  if (s == "motion") return StudentHead::motion;
+  if (s == "appearance") return StudentHead::appearance;
+  FLOWLESS_CHECK(false, "unknown student head '", s, "' (joint | motion | appearance)");
+  return StudentHead::joint;
+}
+
 /// Everything the training losses read, per level l.
 template <class T>
 struct DcdStudentOutput {
@@ -272,11 +287,17 @@ class DcdStudent : public nn::Module<T> {
     return o;
   }
 
-  /// Inference path: joint head outputs (feats = Z).
+  /// Inference path: joint head outputs (feats = Z); with
+  /// set_inference_head(motion | appearance) the branch heads on F_m or F_a.
   DetectorOutput<T> forward(const Var<T>& x, const std::vector<int>& lengths) {
     Pyramid<T> p = trunk(x, lengths);
+    if (head_ == StudentHead::motion) return branch_heads(project_motion(p), p.second);
+    if (head_ == StudentHead::appearance) return branch_heads(project_appearance(p), p.second);
     return joint_heads(fuse(project_motion(p), project_appearance(p), p.second), p.second);
   }
+
+  void set_inference_head(StudentHead h) { head_ = h; }
+  StudentHead inference_head() const { return head_; }
 
   PointSet points(int64_t Tbuf) const { return pyramid_points(cfg_.detector, Tbuf); }
 
@@ -315,6 +336,7 @@ class DcdStudent : public nn::Module<T> {
   }
 
   DcdStudentConfig cfg_;
+  StudentHead head_ = StudentHead::joint;
   Rng rng_;
   std::unique_ptr<models::Backbone<T>> backbone_;
   std::unique_ptr<models::Neck<T>> neck_;
