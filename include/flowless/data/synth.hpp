@@ -180,15 +180,21 @@ inline void validate_synth_config(const SynthConfig& c, const std::string& ctx =
 
 /// Named presets (docs/synth.md has the table):
 ///   "tiny"        12 + 8 videos, T 64..255, 16 + 16 channels, 4 classes (1 shared pair); CI, < 0.1 s
-///   "default"     160 + 80 videos, T 64..1497 (mean ~360), 64 + 64 channels, 10 classes (3 shared-appearance
-///                 pairs, 2 shared-motion pairs); the demo
-///   "long"        120 + 60 videos, longer videos and actions, 48 + 48 channels, 6 classes (2 + 1 pairs)
+///   "default"     160 + 80 videos, T 64..1497 (mean ~360), 64 + 64 channels, 10 classes (no shared-appearance
+///                 pair, 2 shared-motion pairs), leak_amp 0.5; the demo
+///   "long"        120 + 60 videos, longer videos and actions, 48 + 48 channels, 6 classes (1 shared-motion
+///                 pair), leak_amp 0.5
 ///   "thumos-like" 200 + 212 videos, THUMOS14 length statistics, 1024 + 1024 channels (float16), 20 classes (4 pairs)
 inline SynthConfig synth_preset(const std::string& name) {
   SynthConfig c;
   if (name == "default") {
     c.name = "default";
-    c.num_motion_pairs = 2;  // classes 6/7 and 8/9 move alike: flow-only cannot separate them, RGB can
+    // RGB tells every class apart by its look (no shared-appearance pair) but
+    // finds the boundaries only through the motion leak, which at 0.5 carries
+    // usable, noisy motion (docs/synth.md, "How much motion the RGB carries").
+    c.num_shared_pairs = 0;
+    c.num_motion_pairs = 2;  // classes 0/1 and 2/3 move alike: flow-only cannot separate them, RGB can
+    c.leak_amp = 0.5;
     return c;
   }
   if (name == "tiny") {
@@ -245,7 +251,7 @@ inline SynthConfig synth_preset(const std::string& name) {
     c.rgb_dim = 48;
     c.flow_dim = 48;
     c.num_classes = 6;
-    c.num_shared_pairs = 2;
+    c.num_shared_pairs = 0;
     c.num_motion_pairs = 1;
     c.duration_log_mean = 4.094;  // ln 60 s
     c.duration_log_std = 0.6;
@@ -259,7 +265,7 @@ inline SynthConfig synth_preset(const std::string& name) {
     c.coverage_max = 0.55;
     c.ctx_lead_min = 1.0;
     c.ctx_lead_max = 3.0;
-    c.leak_amp = 0.3;
+    c.leak_amp = 0.5;
     return c;
   }
   FLOWLESS_FAIL("synth_preset: unknown preset '", name, "' (known: tiny, default, long, thumos-like)");
