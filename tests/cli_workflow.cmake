@@ -41,6 +41,9 @@ endforeach()
 # A student reads only RGB channels: a feature file holding RGB alone works.
 run(${CLI} detect --model ${W}/dcd.safetensors --features ${D}/features/video_test_0000001.npy --out ${W}/one.json)
 run(${CLI} info ${W}/dcd.safetensors)
+# The analysis heads of a student; a detector file has none.
+run(${CLI} detect --model ${W}/dcd.safetensors --data ${D} --split test --head motion --out ${W}/pred_dcd_motion.json)
+run_fails("needs a DCD student file" ${CLI} detect --model ${W}/rgb.safetensors --data ${D} --head motion --out ${W}/h.json)
 run(${CLI} info ${W}/rgb.safetensors)
 # The log of a validated run has mAP per epoch.
 file(READ ${W}/rgb.safetensors.log.json log)
