@@ -165,8 +165,7 @@ inline StudentHead parse_student_head(const std::string& s) {
   if (s == "joint") return StudentHead::joint;
   if (s == "motion") return StudentHead::motion;
   if (s == "appearance") return StudentHead::appearance;
-  FLOWLESS_CHECK(false, "unknown student head '", s, "' (joint | motion | appearance)");
-  return StudentHead::joint;
+  FLOWLESS_FAIL("unknown student head '", s, "' (joint | motion | appearance)");
 }
 
 /// Everything the training losses read, per level l.
@@ -301,7 +300,8 @@ class DcdStudent : public nn::Module<T> {
 
   PointSet points(int64_t Tbuf) const { return pyramid_points(cfg_.detector, Tbuf); }
 
-  /// Detects actions in one video with the joint head. feats: (Tn, C_rgb) host floats.
+  /// Detects actions in one video with the inference head (joint unless
+  /// set_inference_head chose a branch). feats: (Tn, C_rgb) host floats.
   std::vector<Detection> detect(const float* feats, int64_t Tn, int64_t Cin, const VideoMeta& meta,
                                 DetectorOutput<T>* raw = nullptr) {
     return detect_video<T>(cfg_.detector, *this, [this](const Var<T>& x, const std::vector<int>& l) { return forward(x, l); },
