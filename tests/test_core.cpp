@@ -66,6 +66,7 @@ TEST_CASE("conv1d: forward matches the naive definition and gradients match fini
   std::vector<Case> cases = {
       {2, 9, 4, 6, 3, 1, 1, 1, true, {9, 6}},   // masked, k3
       {1, 8, 5, 3, 1, 1, 0, 1, true, {}},       // 1x1 projection
+      {2, 9, 5, 4, 1, 2, 0, 1, true, {9, 5}},   // 1x1 stride 2, masked (dW straight from dY^T X)
       {2, 10, 4, 4, 3, 2, 1, 4, false, {10, 7}},  // depthwise strided (attention Q/K/V)
       {1, 7, 4, 6, 3, 1, 1, 2, true, {5}},      // grouped
       {1, 11, 3, 2, 5, 2, 2, 1, false, {}},     // k5 stride 2
@@ -137,4 +138,50 @@ TEST_CASE("conv1d: 1 and 2 threads give bitwise identical forward and gradients"
   set_num_threads(1);
   CHECK(outs[0] == outs[1]);
   CHECK(grads[0] == grads[1]);
+}
+
+TEST_CASE("conv1d: float 1x1 (weight read transposed) and Winograd convs, with and without a ConvWeightCacheScope") {
+  // Sizes on the packed GEMM and Winograd paths; two lengths stand for two
+  // pyramid levels sharing one weight (a head).
+  Rng rng(17);
+  for (const int K : {1, 3}) {
+    CAPTURE(K);
+    Tensor<float> wv(Shape{72, 80, K}), bv(Shape{72});
+    for (int64_t i = 0; i < wv.numel(); ++i) wv[i] = float(rng.normal());
+    for (int64_t i = 0; i < bv.numel(); ++i) bv[i] = float(rng.normal());
+    const Var<float> w(wv), b(bv);
+    std::vector<Tensor<float>> xs;
+    std::vector<std::vector<float>> plain;
+    for (const int T : {64, 33}) {
+      Tensor<float> xv(Shape{1, T, 80});
+      for (int64_t i = 0; i < xv.numel(); ++i) xv[i] = float(rng.normal());
+      xs.push_back(xv);
+      const Conv1dOptions opt{1, K / 2, 1, {T - 3}};
+      NoGradGuard ng;
+      plain.push_back(conv1d(Var<float>(xv), w, b, opt).value().to_vector());
+      const Tensor<double> wd = cast<double>(wv), bd = cast<double>(bv);
+      const auto ref = conv_ref(cast<double>(xv), wd, &bd, 1, K / 2, 1, {T - 3});
+      REQUIRE(ref.size() == plain.back().size());
+      double worst = 0;
+      for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(ref[i] - double(plain.back()[i])));
+      CHECK(worst < 1e-4);
+    }
+    CHECK(detail::ConvWeightCache::current() == nullptr);
+    {
+      ConvWeightCacheScope scope;
+      for (int round = 0; round < 2; ++round) {
+        ConvWeightCacheScope nested;  // uses the outer cache
+        for (size_t l = 0; l < xs.size(); ++l) {
+          NoGradGuard ng;
+          const int T = int(xs[l].size(1));
+          const auto y = conv1d(Var<float>(xs[l]), w, b, Conv1dOptions{1, K / 2, 1, {T - 3}}).value().to_vector();
+          CHECK(y == plain[l]);  // identical bits
+        }
+      }
+      REQUIRE(detail::ConvWeightCache::current() != nullptr);
+      // the Winograd weight was transformed once for both lengths and both rounds
+      CHECK(detail::ConvWeightCache::current()->entries.size() == (K == 3 ? 1u : 0u));
+    }
+    CHECK(detail::ConvWeightCache::current() == nullptr);
+  }
 }

@@ -518,6 +518,8 @@ class Commands {
     s->add_option("--train-precision", bench_.train_precision, "training-step matrix products: fp32 | bf16")
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
+    s->add_flag("--scaling", bench_.scaling,
+                "also time the forward at 1 thread against --threads, alternating in this run (thread_scaling)");
     s->add_flag("--student", bench_.student, "also time the DCD student (same trunk; see docs/performance.md)");
     s->add_option("--branch-dim", bench_.branch_dim, "the student's branch width (0 = fpn_dim)")->capture_default_str();
     s->add_option("--fusion", bench_.fusion, "the student's fusion: laf | concat")->capture_default_str();

@@ -198,33 +198,17 @@ inline float* a_scratch(int64_t n) {
   return buf.get();
 }
 
-/// Packs op(B)[p0:p0+kc, n0:n0+32) as kc rows of 32 floats (zero beyond N).
-inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc, int64_t n0,
-                          float* dst) {
-  const int64_t nv = std::min<int64_t>(kNR, N - n0);
-  if (!trans_b) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B + (p0 + k) * ldb + n0;
-      float* d = dst + k * kNR;
-      if (nv == kNR) {
-        _mm512_store_ps(d, _mm512_loadu_ps(src));
-        _mm512_store_ps(d + 16, _mm512_loadu_ps(src + 16));
-      } else {
-        int64_t c = 0;
-        for (; c < nv; ++c) d[c] = src[c];
-        for (; c < kNR; ++c) d[c] = 0.f;
-      }
-    }
-  } else {
-    for (int64_t c = 0; c < kNR; ++c) {
-      if (c < nv) {
-        const float* src = B + (n0 + c) * ldb + p0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = src[k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = 0.f;
-      }
-    }
+/// The calling thread's buffer for packed B (grows, never shrinks): reused
+/// from call to call, so a GEMM does not page-fault a fresh panel each time
+/// (B panels reach 4 MB at the THUMOS size, above malloc's mmap threshold).
+inline float* b_scratch(int64_t n) {
+  thread_local AlignedBuf buf;
+  thread_local int64_t cap = 0;
+  if (n > cap) {
+    buf = aligned_floats(n);
+    cap = n;
   }
+  return buf.get();
 }
 
 /// In-register transpose of a 16 x 16 float block (rows r[0..15]).
@@ -252,6 +236,41 @@ inline void transpose16x16(__m512 r[16]) {
     o[e + 12] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
   }
   for (int i = 0; i < 16; ++i) r[i] = o[i];
+}
+
+/// Packs op(B)[p0:p0+kc, n0:n0+32) as kc rows of 32 floats (zero beyond N).
+inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc, int64_t n0,
+                          float* dst) {
+  const int64_t nv = std::min<int64_t>(kNR, N - n0);
+  if (!trans_b) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (p0 + k) * ldb + n0;
+      float* d = dst + k * kNR;
+      if (nv == kNR) {
+        _mm512_store_ps(d, _mm512_loadu_ps(src));
+        _mm512_store_ps(d + 16, _mm512_loadu_ps(src + 16));
+      } else {
+        int64_t c = 0;
+        for (; c < nv; ++c) d[c] = src[c];
+        for (; c < kNR; ++c) d[c] = 0.f;
+      }
+    }
+  } else {
+    // op(B) column n is stored row n of B: 16 x 16 blocks transposed in registers.
+    int64_t k0 = 0;
+    for (; k0 + 16 <= kc; k0 += 16)
+      for (int h = 0; h < 2; ++h) {
+        __m512 v[16];
+        for (int r = 0; r < 16; ++r)
+          v[r] = h * 16 + r < nv ? _mm512_loadu_ps(B + (n0 + h * 16 + r) * ldb + p0 + k0) : _mm512_setzero_ps();
+        transpose16x16(v);
+        for (int k = 0; k < 16; ++k) _mm512_store_ps(dst + (k0 + k) * kNR + h * 16, v[k]);
+      }
+    for (int64_t c = 0; c < kNR; ++c) {
+      const float* src = B + (n0 + c) * ldb + p0;
+      for (int64_t k = k0; k < kc; ++k) dst[k * kNR + c] = c < nv ? src[k] : 0.f;
+    }
+  }
 }
 
 /// Packs op(A)[m0:m0+12, p0:p0+kc) as kc columns of 12 floats (zero beyond M).
@@ -358,19 +377,22 @@ inline __m512i bf16_pair(__m512 x0, __m512 x1) {
 /// pack_b_sliver in bfloat16 pairs: kc2 rows of 32 slots.
 inline void pack_b_sliver_bf16(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc,
                                int64_t n0, uint32_t* dst) {
-  alignas(64) float rows[2][kNR];
+  // The fp32 sliver first (kc + 1 rows: an odd tail pairs with a zero row), then pairs of rows.
+  static thread_local AlignedBuf tmp;
+  static thread_local int64_t cap = 0;
+  if (cap < (kc + 1) * kNR) {
+    tmp = aligned_floats((kc + 1) * kNR);
+    cap = (kc + 1) * kNR;
+  }
+  float* rows = tmp.get();
+  pack_b_sliver(trans_b, B, ldb, N, p0, kc, n0, rows);
+  if (kc % 2) std::fill(rows + kc * kNR, rows + (kc + 1) * kNR, 0.f);
   for (int64_t k = 0; k < kc; k += 2) {
-    for (int h = 0; h < 2; ++h) {
-      float* d = rows[h];
-      if (k + h >= kc) {
-        std::fill(d, d + kNR, 0.f);
-        continue;
-      }
-      pack_b_sliver(trans_b, B, ldb, N, p0 + k + h, 1, n0, d);
-    }
+    const float* r0 = rows + k * kNR;
+    const float* r1 = r0 + kNR;
     uint32_t* o = dst + (k / 2) * kNR;
-    _mm512_store_si512(o, bf16_pair(_mm512_load_ps(rows[0]), _mm512_load_ps(rows[1])));
-    _mm512_store_si512(o + 16, bf16_pair(_mm512_load_ps(rows[0] + 16), _mm512_load_ps(rows[1] + 16)));
+    _mm512_store_si512(o, bf16_pair(_mm512_load_ps(r0), _mm512_load_ps(r1)));
+    _mm512_store_si512(o + 16, bf16_pair(_mm512_load_ps(r0 + 16), _mm512_load_ps(r1 + 16)));
   }
 }
 
@@ -436,8 +458,7 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   constexpr int64_t KC = Bf16 ? 2 * kKC : kKC;
   const int64_t npc = (K + KC - 1) / KC;  // K-blocks
   // Pack op(B): block p occupies [klen(p*KC)*nsl*32, ...), sliver j at j*klen(kc)*32 inside it.
-  AlignedBuf bp = aligned_floats(K * nsl * kNR);
-  E* Bp = reinterpret_cast<E*>(bp.get());
+  E* Bp = reinterpret_cast<E*>(b_scratch(K * nsl * kNR));
   parallel_for(npc * nsl, std::max<int64_t>(1, 4096 / KC), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p = t / nsl, j = t % nsl, p0 = p * KC, kc = std::min(KC, K - p0);

@@ -29,6 +29,9 @@
 //   in the same run, its detect() alternating with the detector's:
 //   student_params, student_inference_seconds, detector_inference_seconds
 //   (the alternating runs' median), student_time_ratio, student_params_ratio
+//   with opt.scaling: the network forward timed at 1 thread and at opt.threads,
+//   alternating run by run in this process (machine drift hits both alike):
+//   scaling_t1_seconds, scaling_tn_seconds (medians), thread_scaling (their ratio)
 //   with opt.train:
 //   train_precision      the training step's matmul precision (opt.train_precision;
 //                        "bf16" = mixed precision, as TrainerOptions::precision)
@@ -81,6 +84,7 @@ struct ModelBenchOptions {
   std::string precision = "fp32";  // inference matmuls: "fp32" | "bf16" (cpu::MatmulPrecision; training stays fp32)
   std::string train_precision = "fp32";  // the training step's matmuls: "fp32" | "bf16" (mixed precision)
   bool student = false;   // also time the DCD student built on the same detector config
+  bool scaling = false;   // also time the forward at 1 thread against `threads`, alternating
   int branch_dim = 0;     // the student's branch width (0 = fpn_dim)
   std::string fusion = "laf";
   uint64_t seed = 20240601ULL;
@@ -498,6 +502,23 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
     r["detector_inference_seconds"] = json::Value(median(td));
     r["student_time_ratio"] = json::Value(median(ts) / median(td));
     r["student_params_ratio"] = json::Value(double(student.num_parameters()) / double(model.num_parameters()));
+  }
+
+  if (opt.scaling) {
+    std::vector<double> t1, tn;
+    for (int i = 0; i < opt.warmup + opt.repeats; ++i)
+      for (const int nt : {1, opt.threads}) {
+        set_num_threads(nt);
+        NoGradGuard ng;
+        const auto t0 = Clock::now();
+        auto out = model.forward(x, lengths);
+        const double s = seconds_since(t0);
+        if (i >= opt.warmup) (nt == 1 ? t1 : tn).push_back(s);
+      }
+    set_num_threads(opt.threads);
+    r["scaling_t1_seconds"] = json::Value(median(t1));
+    r["scaling_tn_seconds"] = json::Value(median(tn));
+    r["thread_scaling"] = json::Value(median(t1) / median(tn));
   }
 
   json::Value prof = json::Value::object();

@@ -76,6 +76,7 @@ class ClsHead : public nn::Module<T> {
     }
   }
   std::vector<Var<T>> forward(const std::vector<Var<T>>& feats, const std::vector<std::vector<int>>& lengths) {
+    ConvWeightCacheScope weights_once;  // the trunk's Winograd weights, transformed once for all levels
     std::vector<Var<T>> out;
     for (size_t l = 0; l < feats.size(); ++l) out.push_back(cls_head.forward(trunk_.forward(feats[l], lengths[l]), lengths[l]));
     return out;
@@ -103,6 +104,7 @@ class RegHead : public nn::Module<T> {
   }
   std::vector<Var<T>> forward(const std::vector<Var<T>>& feats, const std::vector<std::vector<int>>& lengths) {
     FLOWLESS_CHECK(feats.size() <= scales_.size(), "RegHead: ", feats.size(), " levels for ", scales_.size(), " scales");
+    ConvWeightCacheScope weights_once;  // the trunk's Winograd weights, transformed once for all levels
     std::vector<Var<T>> out;
     for (size_t l = 0; l < feats.size(); ++l)
       out.push_back(relu(scales_[l]->forward(offset_head.forward(trunk_.forward(feats[l], lengths[l]), lengths[l]))));

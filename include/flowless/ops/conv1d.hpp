@@ -17,6 +17,8 @@
 // only rows at the sequence ends use zero-padded copies); the backward is
 // dW += patches^T dY and, for stride 1, dX += patches(dY) W^T as one GEMM
 // each (stride > 1: dP = dY W^T, then overlap-add), over the valid rows only.
+// 1x1 convs use the weight as stored (the GEMM transposes it while packing;
+// dW and, for stride 1, dX need no layout change either).
 // float kernel-3 / stride-1 / padding-1 convs with >= 64 input and output
 // channels compute the forward and the input gradient with Winograd F(2,3)
 // (4 GEMMs of half the rows instead of one of 3*Cin columns: 2/3 of the
@@ -267,7 +269,54 @@ void apply_length_mask(T* y, int64_t B, int64_t Tout, int64_t C, const std::vect
   }
 }
 
+/// The per-thread cache behind ConvWeightCacheScope: Winograd transforms by weight tensor.
+struct ConvWeightCache {
+  struct Entry {
+    Tensor<float> weight;  // keeps the storage (and so the address) alive while cached
+    std::vector<float> V;
+  };
+  std::vector<Entry> entries;
+  static ConvWeightCache*& current() {
+    thread_local ConvWeightCache* c = nullptr;
+    return c;
+  }
+  /// The forward Winograd transform of W (Cout x Cin x 3), computed on first use.
+  const float* winograd_forward(const Tensor<float>& W) {
+    for (auto& e : entries)
+      if (e.weight.data() == W.data() && e.weight.shape() == W.shape()) return e.V.data();
+    Entry e{W, std::vector<float>(static_cast<size_t>(4 * W.size(0) * W.size(1)))};
+    winograd_weights_forward(W.data(), W.size(0), W.size(1), e.V.data());
+    entries.push_back(std::move(e));
+    return entries.back().V.data();
+  }
+};
+
 }  // namespace detail
+
+/// While a ConvWeightCacheScope lives on this thread, conv1d's forward keeps the
+/// Winograd transform of every weight it sees and reuses it when the same
+/// weight tensor comes again: a head shared by all pyramid levels transforms
+/// its weights once instead of once per level. Contract: the cached weights do
+/// not change while the scope lives (open it around one forward pass, never
+/// across an optimizer step). Scopes nest: an inner one uses the outer cache.
+/// Results are identical with and without a scope.
+class ConvWeightCacheScope {
+ public:
+  ConvWeightCacheScope() {
+    if (!detail::ConvWeightCache::current()) {
+      own_ = std::make_unique<detail::ConvWeightCache>();
+      detail::ConvWeightCache::current() = own_.get();
+    }
+  }
+  ~ConvWeightCacheScope() {
+    if (own_) detail::ConvWeightCache::current() = nullptr;
+  }
+  ConvWeightCacheScope(const ConvWeightCacheScope&) = delete;
+  ConvWeightCacheScope& operator=(const ConvWeightCacheScope&) = delete;
+
+ private:
+  std::unique_ptr<detail::ConvWeightCache> own_;
+};
 
 template <class T>
 Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const Conv1dOptions& opt) {
@@ -309,11 +358,21 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       // the bias goes into the GEMM's (or the Winograd output transform's) store
       const T* bv = has_bias ? bias.value().data() : nullptr;
       if (detail::conv3_use_winograd<T>(K, s, p, Cin, Cout, L)) {
-        if (V.empty()) {
-          V.resize(static_cast<size_t>(4 * Cin * Cout));
-          detail::winograd_weights_forward(W.data(), Cout, Cin, V.data());
+        const T* Vp = nullptr;
+        if constexpr (std::is_same_v<T, float>)
+          if (auto* cache = detail::ConvWeightCache::current()) Vp = cache->winograd_forward(W);
+        if (!Vp) {
+          if (V.empty()) {
+            V.resize(static_cast<size_t>(4 * Cin * Cout));
+            detail::winograd_weights_forward(W.data(), Cout, Cin, V.data());
+          }
+          Vp = V.data();
         }
-        detail::conv3_winograd(xb, Tn, Cin, V.data(), Cout, yb, L, false, bv);
+        detail::conv3_winograd(xb, Tn, Cin, Vp, Cout, yb, L, false, bv);
+      } else if (K == 1) {
+        // A 1x1 conv is X W^T: the GEMM reads W (Cout x Cin) transposed while packing it.
+        detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
+        cpu::gemm_rows<T>(false, true, L, Cout, Cin, T(1), prow.data(), W.data(), Cin, T(0), yb, Cout, bv);
       } else {
         if (Wr.empty()) {
           Wr.resize(static_cast<size_t>(K * Cin * Cout));
@@ -391,7 +450,10 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       std::vector<const T*> prow;
       std::vector<T> scratch;
       std::vector<T> Wr, Wt, V, dWr;  // weight layouts built on first use
-      if (need_w) dWr.assign(static_cast<size_t>(K * Cin * Cout), T(0));
+      // A 1x1 conv without padding needs no layout change: dW (Cout x Cin) += dY^T X
+      // straight into the weight's gradient, and for stride 1 dX += dY W.
+      const bool pointwise = K == 1 && p == 0;
+      if (need_w && !pointwise) dWr.assign(static_cast<size_t>(K * Cin * Cout), T(0));
       if (need_x && s != 1) {
         Wr.resize(static_cast<size_t>(K * Cin * Cout));
         detail::conv_weight_to_gemm(Wv.data(), Cout, Cin, K, Wr.data());
@@ -401,7 +463,9 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
         if (L == 0) continue;
         const T* xb = Xv.data() + b * Tn * Cin;
         const T* dyb = dYd + b * Tout * Cout;
-        if (need_w) {
+        if (need_w && pointwise) {
+          cpu::gemm<T>(true, false, Cout, Cin, L, T(1), dyb, Cout, xb, s * Cin, T(1), out.input_grad(1).data(), Cin);
+        } else if (need_w) {
           // dWr(K*Cin, Cout) += patches(L, K*Cin)^T dY(L, Cout)
           detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
           cpu::gemm_rows<T>(true, false, K * Cin, Cout, L, T(1), prow.data(), dyb, Cout, T(1), dWr.data(), Cout);
@@ -420,12 +484,13 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
             }
             detail::conv3_winograd(dyb, L, Cout, V.data(), Cin, dx, J, true);
           } else {
-            if (Wt.empty()) {
+            if (Wt.empty() && K != 1) {
               Wt.resize(static_cast<size_t>(K * Cout * Cin));
               detail::conv_weight_to_dx_gemm(Wv.data(), Cout, Cin, K, Wt.data());
             }
+            const T* wt = K == 1 ? Wv.data() : Wt.data();  // for K = 1 the layout change is the identity
             detail::conv_patch_rows(dyb, L, Cout, K, 1, K - 1 - p, J, prow, scratch);
-            cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), Wt.data(), Cin, T(1), dx, Cin);
+            cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), wt, Cin, T(1), dx, Cin);
           }
         } else {
           // dP(L, K*Cin) = dY Wr^T, then overlap-add into dx.
@@ -444,7 +509,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           });
         }
       }
-      if (need_w) detail::conv_weight_grad_from_gemm(dWr.data(), Cout, Cin, K, out.input_grad(1).data());
+      if (need_w && !pointwise) detail::conv_weight_grad_from_gemm(dWr.data(), Cout, Cin, K, out.input_grad(1).data());
       return;
     }
 
