@@ -21,7 +21,7 @@ bench() { "$fl" bench --preset actionformer-thumos --json "$@"; }
 
 echo "== inference, fp32, 1 and 2 threads (T = 2304)" >&2
 bench --T 2304 --threads 1 --repeats 5 > "$out/fp32_t1.json"
-bench --T 2304 --threads 2 --repeats 5 --profile > "$out/fp32_t2.json"
+bench --T 2304 --threads 2 --repeats 5 --profile --scaling > "$out/fp32_t2.json"
 echo "== inference, bf16, 2 threads" >&2
 bench --T 2304 --threads 2 --repeats 5 --precision bf16 --profile > "$out/bf16_t2.json"
 echo "== DCD student vs RGB-only detector (2 threads, fp32 and bf16)" >&2
@@ -42,7 +42,8 @@ j = lambda n: json.load(open(os.path.join(d, n)))
 a, b, h = j("fp32_t1.json"), j("fp32_t2.json"), j("bf16_t2.json")
 print(f"fp32 1 thread : network {a['network_seconds']:.3f} s ({a['network_gflops']:.0f} GFLOP/s), GEMM {a['gemm_gflops']:.0f} GFLOP/s")
 print(f"fp32 2 threads: network {b['network_seconds']:.3f} s ({b['network_gflops']:.0f} GFLOP/s), inference {b['inference_seconds']:.3f} s, "
-      f"GEMM {b['gemm_gflops']:.0f} GFLOP/s -> {100 * b['network_gflops'] / b['gemm_gflops']:.0f}% of GEMM; thread scaling {a['network_seconds'] / b['network_seconds']:.2f}x")
+      f"GEMM {b['gemm_gflops']:.0f} GFLOP/s -> {100 * b['network_gflops'] / b['gemm_gflops']:.0f}% of GEMM; thread scaling {a['network_seconds'] / b['network_seconds']:.2f}x across runs")
+print(f"thread scaling, alternating in one run: 1 thread {b['scaling_t1_seconds']:.3f} s, 2 threads {b['scaling_tn_seconds']:.3f} s -> {b['thread_scaling']:.2f}x")
 print(f"bf16 2 threads: network {h['network_seconds']:.3f} s ({h['network_gflops']:.0f} fp32-equivalent GFLOP/s), inference {h['inference_seconds']:.3f} s, "
       f"worst logit/offset change {h.get('bf16_max_rel_diff', 0):.2e}")
 for n in ("student_fp32.json", "student_bf16.json"):

@@ -1,6 +1,8 @@
 // Tensor core, thread pool, GEMM, autograd engine and conv1d.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include <flowless/flowless.hpp>
 #include "gradcheck.hpp"
 
@@ -184,4 +186,39 @@ TEST_CASE("conv1d: float 1x1 (weight read transposed) and Winograd convs, with a
     }
     CHECK(detail::ConvWeightCache::current() == nullptr);
   }
+}
+
+TEST_CASE("host block cache: large blocks are reused by size class; the limit bounds what stays cached") {
+  auto& c = HostBlockCache::global();
+  const size_t prev = c.limit();
+  c.release();
+  CHECK(HostBlockCache::size_class(0) == 64);
+  CHECK(HostBlockCache::size_class(100) == 128);
+  CHECK(HostBlockCache::size_class(size_t(1) << 20) == size_t(1) << 20);
+  CHECK(HostBlockCache::size_class((size_t(1) << 20) + 1) == (size_t(1) << 20) + (size_t(1) << 17));
+  CHECK(HostBlockCache::size_class(3000000) == 3145728);  // 12 steps of 2^21 / 8
+  c.set_limit(size_t(64) << 20);
+  void* a = c.allocate(5000000);
+  CHECK(reinterpret_cast<uintptr_t>(a) % 64 == 0);
+  std::memset(a, 1, 5000000);
+  c.deallocate(a);
+  CHECK(c.cached_bytes() == HostBlockCache::size_class(5000000));
+  const uint64_t hits = c.hits();
+  void* b = c.allocate(4900000);  // the same class: the cached block comes back
+  CHECK(b == a);
+  CHECK(c.hits() == hits + 1);
+  CHECK(c.cached_bytes() == 0);
+  c.deallocate(b);
+  c.set_limit(0);  // frees what is cached; nothing is kept from now on
+  CHECK(c.cached_bytes() == 0);
+  void* d = c.allocate(5000000);
+  c.deallocate(d);
+  CHECK(c.cached_bytes() == 0);
+  c.set_limit(size_t(64) << 20);
+  { Tensor<float> t(Shape{int64_t(1) << 19}); }  // 2 MiB: through the CPU backend
+  CHECK(c.cached_bytes() == size_t(2) << 20);
+  { Tensor<float> small(Shape{1000}); }  // below the threshold: freed at once
+  CHECK(c.cached_bytes() == size_t(2) << 20);
+  c.set_limit(prev);
+  c.release();
 }

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "flowless/backend/host_block_cache.hpp"
 #include "flowless/core/error.hpp"
 #include "flowless/core/thread_pool.hpp"
 
@@ -27,14 +28,10 @@ struct Cpu {
   static constexpr const char* name = "cpu";
   static constexpr bool is_host = true;
 
-  static void* allocate(size_t bytes) {
-    if (bytes == 0) bytes = 64;
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    FLOWLESS_CHECK(p != nullptr, "cpu backend: cannot allocate ", bytes, " bytes");
-    return p;
-  }
-  static void deallocate(void* p) noexcept { std::free(p); }
+  // Through HostBlockCache (backend/host_block_cache.hpp): blocks of 1 MiB and
+  // more are reused after they are freed instead of going back to the kernel.
+  static void* allocate(size_t bytes) { return HostBlockCache::global().allocate(bytes); }
+  static void deallocate(void* p) noexcept { HostBlockCache::global().deallocate(p); }
   static void copy_to_host(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
   static void copy_from_host(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
   static void copy(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
