@@ -14,6 +14,7 @@
 // runs in the same binary: BM_GemmEigen is one plain single-threaded Eigen
 // product, BM_GemmCpu is flowless::cpu::gemm (the packed AVX-512 kernel, Eigen
 // tiles elsewhere), BM_GemmCpuBf16 the same call in bfloat16.
+// BM_ParallelForHandoff measures the thread pool's own overhead per call.
 //
 // Usage: FLOWLESS_THREADS=2 flowless_bench_ops [--benchmark_filter=Conv]
 
@@ -276,6 +277,18 @@ void BM_FocalLoss(benchmark::State& st) {
   set_flops(st, (backward_too ? 70.0 : 30.0) * N * Cl);
 }
 BENCHMARK(BM_FocalLoss)->Arg(0)->Arg(1)->ArgName("backward")->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- runtime overhead: the thread pool's hand-off ----
+// One parallel_for of 2 trivial chunks: what an op pays for going parallel
+// (with FLOWLESS_THREADS=2, a hand-off to the worker and back).
+void BM_ParallelForHandoff(benchmark::State& st) {
+  std::vector<int64_t> sink(2, 0);
+  for (auto _ : st) {
+    parallel_for(2, 1, [&](int64_t a, int64_t) { sink[size_t(a)] += a; });
+    benchmark::DoNotOptimize(sink.data());
+  }
+}
+BENCHMARK(BM_ParallelForHandoff)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
