@@ -283,6 +283,14 @@ TEST_CASE("robustness: bad input is an Error naming the file and the problem (ta
   auto detect = [&](const std::vector<float>& f, int64_t T, int64_t C) {
     return [&any, &f, T, C] { any->detect(f.data(), T, C, VideoMeta{"video_x", 30, 10, 4, 16}); };
   };
+  // A DCD student called directly (not through AnyModel) checks its input the same way.
+  dcd::DcdStudentConfig scfg;
+  scfg.detector = mc;
+  scfg.validate("robustness student");
+  dcd::DcdStudent<float> student(scfg, 1);
+  auto student_detect = [&](const std::vector<float>& f, int64_t T) {
+    return [&student, &f, T, &mc] { student.detect(f.data(), T, mc.input_dim, VideoMeta{"video_x", 30, 10, 4, 16}); };
+  };
   data::Annotations ann =
       data::parse_annotations(json::parse(R"({"database": {"a": {"subset": "test", "duration": 10,
       "annotations": [{"label": "Jump", "segment": [1, 2]}]}}})"),
@@ -377,6 +385,9 @@ TEST_CASE("robustness: bad input is an Error naming the file and the problem (ta
        {"video_x", "non-finite feature value", "step 7, channel 3"}},
       {"Inf in the features given to detect", detect(inf_feats, 40, mc.input_dim),
        {"video_x", "non-finite feature value (-inf) at step 12, channel 0"}},
+      {"NaN in the features given to a DCD student's detect", student_detect(nan_feats, 40),
+       {"video_x", "non-finite feature value", "step 7, channel 3"}},
+      {"an empty video given to a DCD student", student_detect(feats, 0), {"video_x", "empty video"}},
       {"features narrower than the model reads", detect(feats, 40 * mc.input_dim / 8, 8),
        {"video_x", "features have 8 channels"}},
       {"an empty video (T = 0)", detect(feats, 0, mc.input_dim), {"video_x", "empty video"}},

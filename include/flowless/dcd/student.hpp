@@ -93,14 +93,8 @@ inline DcdStudentConfig parse_dcd_student_config(const json::Value& root, const 
 // ---------------------------------------------------------------------------
 // Detector-head helpers shared by the student and the training tasks.
 
-/// Anchor points of a pyramid for a buffer of Tbuf snippets (Detector::points).
-inline PointSet pyramid_points(const DetectorConfig& c, int64_t Tbuf) {
-  std::vector<int> lens;
-  auto strides = c.fpn_strides();
-  for (int s : strides) lens.push_back(int((Tbuf + s - 1) / s));
-  std::vector<std::array<float, 2>> rr(c.regression_range.begin(), c.regression_range.begin() + strides.size());
-  return make_points(lens, strides, rr);
-}
+using models::pyramid_points;  // defined next to Detector (models/detector.hpp)
+using models::detect_video;
 
 /// Label assignment of a batch (Detector::assign per video).
 inline std::vector<PointTargets> assign_targets(const DetectorConfig& c, const PointSet& pts,
@@ -123,36 +117,6 @@ DetectionLossOutput<T> head_loss(const DetectorOutput<T>& out, const PointSet& p
     for (auto& l : out.lengths) valid[size_t(b)].push_back(l[size_t(b)]);
   Var<T> cls = concat_time(out.cls_logits), off = concat_time(out.offsets);
   return update ? criterion(cls, off, pts, valid, targets) : criterion.evaluate(cls, off, pts, valid, targets);
-}
-
-/// Inference on one video through `forward` (x: (1, Tbuf, Cin) -> head
-/// outputs), exactly as Detector::detect: zero padding to
-/// cfg.inference_length(Tn), eval mode, no graph, post-processing of the
-/// valid positions.
-template <class T, class M, class Forward>
-std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forward&& forward, const float* feats, int64_t Tn,
-                                    int64_t Cin, const VideoMeta& meta, DetectorOutput<T>* raw) {
-  FLOWLESS_CHECK(Tn > 0, meta.id, ": empty video (0 feature steps)");
-  FLOWLESS_CHECK(Cin == cfg.input_dim, meta.id, ": features have ", Cin, " channels, the model expects ", cfg.input_dim);
-  NoGradGuard ng;
-  const bool was_training = module.is_training();
-  module.train(false);
-  const int64_t Tbuf = cfg.inference_length(Tn);
-  Tensor<T> x = Tensor<T>::zeros(Shape{1, Tbuf, Cin});
-  for (int64_t i = 0; i < Tn * Cin; ++i) x[i] = T(feats[i]);
-  DetectorOutput<T> out = forward(Var<T>(x), std::vector<int>{int(Tn)});
-  module.train(was_training);
-  std::vector<std::vector<float>> cls, offs;
-  for (size_t l = 0; l < out.cls_logits.size(); ++l) {
-    const int64_t len = out.lengths[l][0];
-    const Tensor<T>& c = out.cls_logits[l].value();
-    const Tensor<T>& o = out.offsets[l].value();
-    cls.emplace_back(c.data(), c.data() + len * cfg.num_classes);
-    offs.emplace_back(o.data(), o.data() + len * 2);
-  }
-  auto dets = postprocess_video(cls, offs, cfg.num_classes, pyramid_points(cfg, Tbuf), cfg.test, meta);
-  if (raw) *raw = std::move(out);
-  return dets;
 }
 
 // ---------------------------------------------------------------------------

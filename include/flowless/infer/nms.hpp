@@ -31,7 +31,8 @@
 //   "none": the input is returned unchanged (the reference skips
 //           batched_nms when test_nms_method is 'none').
 //   multiclass: per class in ascending label order, NMS then keep the first
-//     max_seg_num; concatenate. Class-agnostic: one NMS over everything, keep
+//     max_seg_num; concatenate (classes run as parallel tasks, concatenated
+//     in label order: the same result for any thread count). Class-agnostic: one NMS over everything, keep
 //     the first max_seg_num, then, if voting_thresh > 0, segment voting: each
 //     kept segment becomes the average of ALL input segments weighted by
 //     [iou >= voting_thresh] * score * iou (input scores, normalised per kept
@@ -50,6 +51,7 @@
 #include <vector>
 
 #include "flowless/core/error.hpp"
+#include "flowless/core/thread_pool.hpp"
 
 namespace flowless::infer {
 
@@ -181,7 +183,7 @@ inline SoftNmsResult soft_nms_1d(const float* x1_in, const float* x2_in, const f
         if (ovr >= iou_threshold) weight = 0.f;
       } else if (method == 1) {
         if (ovr >= iou_threshold) weight = 1.f - ovr;
-      } else {
+      } else if (ovr != 0.f) {  // disjoint segments: exp(-0) = 1 exactly, no call needed
         weight = std::exp(-(ovr * ovr) / sigma);
       }
       sc[up] *= weight;
@@ -308,11 +310,18 @@ inline Segments batched_nms(const Segments& in, const NmsConfig& cfg) {
     std::vector<int> classes(in.label.begin(), in.label.end());
     std::sort(classes.begin(), classes.end());
     classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
-    for (int c : classes) {
-      std::vector<int> idx;
-      for (int i = 0; i < ni; ++i)
-        if (in.label[static_cast<size_t>(i)] == c) idx.push_back(i);
-      Segments part = nms_detail::run_op(in, idx, cfg);
+    // Classes are independent: one task each, merged in class order (the same
+    // result for any thread count).
+    std::vector<std::vector<int>> idx(classes.size());
+    for (int i = 0; i < ni; ++i) {
+      const auto c = std::lower_bound(classes.begin(), classes.end(), in.label[static_cast<size_t>(i)]);
+      idx[static_cast<size_t>(c - classes.begin())].push_back(i);
+    }
+    std::vector<Segments> parts(classes.size());
+    parallel_for(static_cast<int64_t>(classes.size()), 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) parts[static_cast<size_t>(c)] = nms_detail::run_op(in, idx[static_cast<size_t>(c)], cfg);
+    });
+    for (const Segments& part : parts) {
       merged.start.insert(merged.start.end(), part.start.begin(), part.start.end());
       merged.end.insert(merged.end.end(), part.end.begin(), part.end.end());
       merged.score.insert(merged.score.end(), part.score.begin(), part.score.end());

@@ -15,6 +15,7 @@
 // values (check_video_features) with an Error naming the video.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -60,6 +61,49 @@ struct VideoTargets {
   std::vector<std::array<float, 2>> segments;
   std::vector<int> labels;
 };
+
+/// Anchor points of a pyramid for a buffer of Tbuf snippets (all levels, full
+/// padded lengths): Detector::points, the DCD student and the training tasks.
+inline PointSet pyramid_points(const DetectorConfig& c, int64_t Tbuf) {
+  std::vector<int> lens;
+  auto strides = c.fpn_strides();
+  for (int s : strides) lens.push_back(int((Tbuf + s - 1) / s));
+  std::vector<std::array<float, 2>> rr(c.regression_range.begin(), c.regression_range.begin() + strides.size());
+  return make_points(lens, strides, rr);
+}
+
+/// Inference on one video through `forward` (x: (1, Tbuf, Cin) -> head
+/// outputs): Detector::detect and dcd::DcdStudent::detect. Checks the input
+/// (empty video, channel count, non-finite values: Errors naming meta.id),
+/// zero-pads it to cfg.inference_length(Tn), runs the forward in eval mode
+/// without a graph, and post-processes the valid positions.
+template <class T, class M, class Forward>
+std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forward&& forward, const float* feats, int64_t Tn,
+                                    int64_t Cin, const VideoMeta& meta, DetectorOutput<T>* raw) {
+  FLOWLESS_CHECK(Tn > 0, meta.id, ": empty video (0 feature steps)");
+  FLOWLESS_CHECK(Cin == cfg.input_dim, meta.id, ": features have ", Cin, " channels, the model expects ", cfg.input_dim);
+  check_video_features(feats, Tn, Cin, meta.id);
+  NoGradGuard ng;
+  const bool was_training = module.is_training();
+  module.train(false);
+  const int64_t Tbuf = cfg.inference_length(Tn);
+  Tensor<T> x(Shape{1, Tbuf, Cin});
+  std::copy(feats, feats + Tn * Cin, x.data());  // converts when T is not float
+  std::fill(x.data() + Tn * Cin, x.data() + Tbuf * Cin, T(0));
+  DetectorOutput<T> out = forward(Var<T>(x), std::vector<int>{int(Tn)});
+  module.train(was_training);
+  std::vector<std::vector<float>> cls, offs;
+  for (size_t l = 0; l < out.cls_logits.size(); ++l) {
+    const int64_t len = out.lengths[l][0];
+    const Tensor<T>& c = out.cls_logits[l].value();
+    const Tensor<T>& o = out.offsets[l].value();
+    cls.emplace_back(c.data(), c.data() + len * cfg.num_classes);
+    offs.emplace_back(o.data(), o.data() + len * 2);
+  }
+  auto dets = postprocess_video(cls, offs, cfg.num_classes, pyramid_points(cfg, Tbuf), cfg.test, meta);
+  if (raw) *raw = std::move(out);
+  return dets;
+}
 
 template <class T>
 class Detector : public nn::Module<T> {
@@ -111,13 +155,7 @@ class Detector : public nn::Module<T> {
   DetectorOutput<T> forward(const Var<T>& x, const std::vector<int>& lengths) { return heads(features(x, lengths)); }
 
   /// Points for a buffer of T snippets (all levels, full padded lengths).
-  PointSet points(int64_t Tbuf) const {
-    std::vector<int> lens;
-    auto strides = cfg_.fpn_strides();
-    for (int s : strides) lens.push_back(int((Tbuf + s - 1) / s));
-    std::vector<std::array<float, 2>> rr(cfg_.regression_range.begin(), cfg_.regression_range.begin() + strides.size());
-    return make_points(lens, strides, rr);
-  }
+  PointSet points(int64_t Tbuf) const { return pyramid_points(cfg_, Tbuf); }
 
   /// Label assignment for one video on a buffer of Tbuf snippets.
   PointTargets assign(const VideoTargets& gt, int64_t Tbuf) const {
@@ -143,29 +181,8 @@ class Detector : public nn::Module<T> {
   /// [0, lengths[l][0]) of each level).
   std::vector<Detection> detect(const float* feats, int64_t Tn, int64_t Cin, const VideoMeta& meta,
                                 DetectorOutput<T>* raw = nullptr) {
-    FLOWLESS_CHECK(Tn > 0, meta.id, ": empty video (0 feature steps)");
-    FLOWLESS_CHECK(Cin == cfg_.input_dim, meta.id, ": features have ", Cin, " channels, the model expects ",
-                   cfg_.input_dim);
-    check_video_features(feats, Tn, Cin, meta.id);
-    NoGradGuard ng;
-    const bool was_training = this->is_training();
-    this->train(false);
-    const int64_t Tbuf = cfg_.inference_length(Tn);
-    Tensor<T> x = Tensor<T>::zeros(Shape{1, Tbuf, Cin});
-    for (int64_t i = 0; i < Tn * Cin; ++i) x[i] = T(feats[i]);
-    DetectorOutput<T> out = forward(Var<T>(x), {int(Tn)});
-    this->train(was_training);
-    std::vector<std::vector<float>> cls, offs;
-    for (size_t l = 0; l < out.cls_logits.size(); ++l) {
-      const int64_t len = out.lengths[l][0];
-      const Tensor<T>& c = out.cls_logits[l].value();
-      const Tensor<T>& o = out.offsets[l].value();
-      cls.emplace_back(c.data(), c.data() + len * cfg_.num_classes);
-      offs.emplace_back(o.data(), o.data() + len * 2);
-    }
-    auto dets = postprocess_video(cls, offs, cfg_.num_classes, points(Tbuf), cfg_.test, meta);
-    if (raw) *raw = std::move(out);
-    return dets;
+    return detect_video<T>(cfg_, *this, [this](const Var<T>& x, const std::vector<int>& l) { return forward(x, l); }, feats,
+                           Tn, Cin, meta, raw);
   }
 
  private:
