@@ -191,17 +191,17 @@ template <class T>
 void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate,
                     const T* bias = nullptr) {
   const int64_t P = (Ly + 1) / 2, CC = Cin * Cout;
-  // Work buffers without zero-fill; output pairs in equal chunks so that U and M
-  // stay under 24 MB (below glibc's largest mmap threshold: heap memory reused
-  // from call to call instead of fresh pages).
+  // Work buffers without zero-fill, from the backend's allocator (reused from
+  // call to call instead of fresh pages); output pairs in equal chunks so that
+  // U and M stay under 24 MB.
   const int64_t pmax = std::max<int64_t>(96, (int64_t(6) << 20) / (4 * (Cin + Cout)));
   const int64_t nchunks = (P + pmax - 1) / pmax;
   const int64_t Pc = std::min(P, ((P + nchunks - 1) / nchunks + 11) / 12 * 12);
-  std::unique_ptr<T[]> wbuf(new T[static_cast<size_t>(4 * Pc * (Cin + Cout))]);
+  Tensor<T> wbuf(Shape{4 * Pc * (Cin + Cout)});
   std::vector<T> zero(static_cast<size_t>(Cin), T(0));
   for (int64_t mc = 0; mc < P; mc += Pc) {
     const int64_t pc = std::min(Pc, P - mc);
-    T* u = wbuf.get();
+    T* u = wbuf.data();
     T* mb = u + 4 * pc * Cin;
     parallel_for(pc, 32, [&](int64_t m0, int64_t m1) {
       for (int64_t mm = m0; mm < m1; ++mm) {
