@@ -4,6 +4,7 @@
 // from bfloat16-rounded inputs, and the bias epilogue.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -139,6 +140,31 @@ TEST_CASE("gemm: the bias epilogue equals adding the bias afterwards (fp32, bf16
       set_num_threads(prev);
     }
   }
+}
+
+TEST_CASE("gemm: B panels beyond the per-thread buffer's cap (weight gradients over long sequences) are right") {
+#if defined(__AVX512F__)
+  // K * 32 * ceil(N / 32) > kKeepB floats: the panel is allocated for the call.
+  const Case c{13, 1040, 4100, true, false, 0.5f};
+  REQUIRE(c.K * 33 * 32 > cpu::gemm_detail::kKeepB);
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    cpu::MatmulPrecisionScope scope(bf16 ? cpu::MatmulPrecision::bf16 : cpu::MatmulPrecision::fp32);
+    const bool rounded = bf16 && cpu::matmul_bf16_available();
+    Product p = make(c, 900);
+    const std::vector<double> ref = reference(c, p, 1.f, rounded);
+    for (int round = 0; round < 2; ++round) {  // the second call after a small one that used the thread's buffer
+      std::vector<float> C = p.C0;
+      cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, 1.f, p.A.data(), p.lda, p.B.data(), p.ldb, c.beta, C.data(), c.N);
+      double worst = 0;
+      for (size_t i = 0; i < C.size(); ++i) worst = std::max(worst, std::abs(double(C[i]) - ref[i]) / std::sqrt(double(c.K)));
+      CHECK(worst < 1e-5);
+      std::vector<float> small(64 * 64, 0.f), a(64 * 64, 1.f);
+      cpu::gemm<float>(false, false, 64, 64, 64, 1.f, a.data(), 64, a.data(), 64, 0.f, small.data(), 64);
+      CHECK(small[0] == 64.f);
+    }
+  }
+#endif
 }
 
 TEST_CASE("gemm: MatmulPrecisionScope nests and restores; unknown names are errors") {

@@ -198,10 +198,18 @@ inline float* a_scratch(int64_t n) {
   return buf.get();
 }
 
-/// The calling thread's buffer for packed B (grows, never shrinks): reused
-/// from call to call, so a GEMM does not page-fault a fresh panel each time
-/// (B panels reach 4 MB at the THUMOS size, above malloc's mmap threshold).
-inline float* b_scratch(int64_t n) {
+/// Space for a packed B of n floats. Panels up to kKeepB floats (16 MiB: every
+/// weight matrix of the THUMOS network, 4 MiB at most) live in the calling
+/// thread's buffer, reused from call to call, so a GEMM does not page-fault a
+/// fresh panel each time; larger ones (the activations a weight gradient
+/// reads, which grow with T) are allocated into `own` for this call only, so
+/// no thread keeps them.
+constexpr int64_t kKeepB = int64_t(4) << 20;
+inline float* b_panel(int64_t n, AlignedBuf& own) {
+  if (n > kKeepB) {
+    own = aligned_floats(n);
+    return own.get();
+  }
   thread_local AlignedBuf buf;
   thread_local int64_t cap = 0;
   if (n > cap) {
@@ -458,7 +466,8 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   constexpr int64_t KC = Bf16 ? 2 * kKC : kKC;
   const int64_t npc = (K + KC - 1) / KC;  // K-blocks
   // Pack op(B): block p occupies [klen(p*KC)*nsl*32, ...), sliver j at j*klen(kc)*32 inside it.
-  E* Bp = reinterpret_cast<E*>(b_scratch(K * nsl * kNR));
+  AlignedBuf b_own;
+  E* Bp = reinterpret_cast<E*>(b_panel(K * nsl * kNR, b_own));
   parallel_for(npc * nsl, std::max<int64_t>(1, 4096 / KC), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p = t / nsl, j = t % nsl, p0 = p * KC, kc = std::min(KC, K - p0);

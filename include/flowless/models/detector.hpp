@@ -84,14 +84,17 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
   FLOWLESS_CHECK(Cin == cfg.input_dim, meta.id, ": features have ", Cin, " channels, the model expects ", cfg.input_dim);
   check_video_features(feats, Tn, Cin, meta.id);
   NoGradGuard ng;
-  const bool was_training = module.is_training();
+  struct EvalMode {  // eval mode for the forward; the caller's mode comes back even if it throws
+    M& m;
+    bool was;
+    ~EvalMode() { m.train(was); }
+  } eval_mode{module, module.is_training()};
   module.train(false);
   const int64_t Tbuf = cfg.inference_length(Tn);
   Tensor<T> x(Shape{1, Tbuf, Cin});
   std::copy(feats, feats + Tn * Cin, x.data());  // converts when T is not float
   std::fill(x.data() + Tn * Cin, x.data() + Tbuf * Cin, T(0));
   DetectorOutput<T> out = forward(Var<T>(x), std::vector<int>{int(Tn)});
-  module.train(was_training);
   std::vector<std::vector<float>> cls, offs;
   for (size_t l = 0; l < out.cls_logits.size(); ++l) {
     const int64_t len = out.lengths[l][0];
