@@ -73,6 +73,40 @@ if(pos EQUAL -1)
 endif()
 run_fails("another config" ${CLI} experiment --out ${W}/exp --preset tiny --model-preset tiny --epochs 1 --seeds 1
           --variants rgb --threads 1)
+# A DCD ablation variant: options after the name, its own files next to the plain variant's.
+run(${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json --model-preset tiny --epochs 1
+    --seeds 1 --variants rgb dcd-laf:window=3,residual=1 --threads 1)
+string(FIND "${LAST_OUT}" "| dcd-laf:window=3,residual=1 | 1 |" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "experiment printed no row for the ablation variant:\n${LAST_OUT}")
+endif()
+file(READ ${W}/exp/seed1/dcd-laf_window3_residual1.safetensors.log.json ablation_log)
+run(${CLI} info ${W}/exp/seed1/dcd-laf_window3_residual1.safetensors)
+string(FIND "${LAST_OUT}" "\"residual\": true" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "info of the ablation student shows no residual LAF:\n${LAST_OUT}")
+endif()
+run_fails("unknown option 'windw'" ${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json
+          --model-preset tiny --epochs 1 --seeds 1 --variants dcd-laf:windw=3 --threads 1)
+run_fails("applies to dcd-laf variants only" ${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json
+          --model-preset tiny --epochs 1 --seeds 1 --variants dcd-concat:window=3 --threads 1)
+# The DCD flags of train: LAF options and the gradient switch reach the student; bad values and misuse fail.
+run(${CLI} train --data ${D} --dcd --teacher ${W}/flow.safetensors --preset tiny --epochs 1 --quiet --laf-window 3
+    --laf-aggregation max --laf-norm --no-joint-grad --branch-dim 16 --branch-weight 0.5 --out ${W}/dcd_opts.safetensors)
+run(${CLI} info ${W}/dcd_opts.safetensors)
+foreach(want "\"window\": 3" "\"aggregation\": \"max\"" "\"norm\": true" "\"branch_dim\": 16" "joint_grad")
+  string(FIND "${LAST_OUT}" "${want}" pos)
+  if(pos EQUAL -1)
+    message(FATAL_ERROR "info of dcd_opts.safetensors lacks ${want}:\n${LAST_OUT}")
+  endif()
+endforeach()
+run_fails("window must be odd" ${CLI} train --data ${D} --dcd --teacher ${W}/flow.safetensors --preset tiny --epochs 1
+          --quiet --laf-window 4 --out ${W}/bad.safetensors)
+run_fails("apply to --dcd only" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet --laf-window 3
+          --out ${W}/bad.safetensors)
+if(EXISTS ${W}/bad.safetensors)
+  message(FATAL_ERROR "a refused train wrote its --out file")
+endif()
 file(WRITE ${W}/garbage_cfg.json "{\"leak\": 1}")
 run_fails("unknown synthetic dataset field" ${CLI} synth --out ${W}/bad_cfg --config ${W}/garbage_cfg.json)
 # Errors name the file and the problem.

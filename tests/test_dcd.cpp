@@ -16,6 +16,7 @@
 #include "flowless/data/synth.hpp"
 #include "flowless/dcd/tasks.hpp"
 #include "flowless/models/any_model.hpp"
+#include "flowless/workflow/training.hpp"
 #include "gradcheck.hpp"
 
 using namespace flowless;
@@ -789,4 +790,59 @@ TEST_CASE("dcd tasks: a Trainer run checkpoints the normalisers and generator; c
   Tensor<float> x = dcd::batch_input<float>(b, {16, 32});
   CHECK(x.shape() == Shape{b.B, b.T, 16});
   CHECK(x[(1 * b.T + 5) * 16 + 3] == b.feats[size_t((1 * b.T + 5) * 32 + 16 + 3)]);
+}
+
+TEST_CASE("dcd experiment variants: names, options, file stems; bad specs name the spec and the problem") {
+  workflow::TrainRequest r;
+  workflow::configure_variant(r, "dcd-laf:window=9,aggregation=max,residual=1,norm=1,out_proj=1,joint_grad=0,branch_dim=32,"
+                                 "branch_weight=0.5,lambda_f=2,lambda_p=0.25");
+  CHECK(r.mode == "dcd");
+  CHECK(r.fusion == "laf");
+  CHECK(r.laf.window == 9);
+  CHECK(r.laf.aggregation == "max");
+  CHECK((r.laf.residual && r.laf.norm && r.laf.out_proj));
+  CHECK_FALSE(r.joint_grad);
+  CHECK(r.branch_dim == 32);
+  CHECK(r.branch_weight == 0.5);
+  CHECK(r.lambda_f == 2.0);
+  CHECK(r.lambda_p == 0.25);
+  workflow::TrainRequest c;
+  workflow::configure_variant(c, "dcd-concat");
+  CHECK((c.mode == "dcd" && c.fusion == "concat" && c.laf.window == 5 && c.joint_grad));
+  workflow::TrainRequest k;
+  workflow::configure_variant(k, "kd-plain:lambda_f=4");
+  CHECK((k.mode == "kd-plain" && k.lambda_f == 4.0));
+  workflow::TrainRequest d;
+  workflow::configure_variant(d, "two-stream");
+  CHECK((d.mode == "detector" && d.modality == "two-stream"));
+  CHECK(workflow::variant_file_stem("dcd-laf:window=9,residual=1") == "dcd-laf_window9_residual1");
+  CHECK(workflow::variant_file_stem("rgb") == "rgb");
+
+  auto fails = [](const std::string& spec, const std::string& what) {
+    workflow::TrainRequest x;
+    CAPTURE(spec);
+    try {
+      workflow::configure_variant(x, spec);
+      workflow::variant_file_stem(spec);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      CAPTURE(msg);
+      CHECK(msg.find(spec) != std::string::npos);
+      CHECK(msg.find(what) != std::string::npos);
+    }
+  };
+  fails("dcd-lafx", "unknown name");
+  fails("rgb:window=3", "detector variants take no options");
+  fails("dcd-concat:window=3", "dcd-laf variants only");
+  fails("kd-plain:joint_grad=0", "dcd-* variants only");
+  fails("dcd-laf:window=4", "odd");
+  fails("dcd-laf:window=-3", "non-negative integer");
+  fails("dcd-laf:window", "KEY=VALUE");
+  fails("dcd-laf:residual=yes", "0 or 1");
+  fails("dcd-laf:lambda_f=nan", "not a number");
+  fails("dcd-laf:lambda_p=-1", "lambda_p must be >= 0");
+  fails("dcd-laf:aggregation=median", "mean or max");
+  fails("dcd-laf:speed=3", "unknown option 'speed'");
+  fails("dcd-laf:window=3/", "not a number");
 }

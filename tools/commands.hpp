@@ -192,6 +192,17 @@ class Commands {
     s->add_option("--kd", tr_.kd, "DCD distillation terms: feature,prediction")->capture_default_str();
     s->add_option("--lambda-f", tr_.lambda_f, "feature distillation weight")->capture_default_str();
     s->add_option("--lambda-p", tr_.lambda_p, "prediction distillation weight")->capture_default_str();
+    s->add_option("--branch-weight", tr_.branch_weight, "DCD: weight of the appearance branch's detection loss")
+        ->capture_default_str();
+    s->add_option("--branch-dim", tr_.branch_dim, "DCD: width of F_m and F_a (0 = the neck width)")->capture_default_str();
+    s->add_flag("!--no-joint-grad", tr_.joint_grad,
+                "DCD: the joint head's loss stops at the fusion input (does not train the branches and trunk)");
+    s->add_option("--laf-window", tr_.laf.window, "DCD: LAF query window (odd)")->capture_default_str();
+    s->add_option("--laf-aggregation", tr_.laf.aggregation, "DCD: LAF window aggregation: mean | max")
+        ->capture_default_str();
+    s->add_flag("--laf-residual", tr_.laf.residual, "DCD: LAF output += target");
+    s->add_flag("--laf-norm", tr_.laf.norm, "DCD: LayerNorm after the LAF (residual)");
+    s->add_flag("--laf-out-proj", tr_.laf.out_proj, "DCD: a 1x1 conv on the LAF output");
     s->add_option("--precision", tr_.precision,
                   "matrix products: fp32, or bf16 (mixed precision: bf16 products, fp32 weights/gradients/optimizer)")
         ->check(CLI::IsMember({"fp32", "bf16"}))
@@ -348,7 +359,10 @@ class Commands {
     s->add_option("--synth-config", exp_.synth_config, "JSON object of generator fields overriding the preset");
     s->add_option("--model-preset", exp_.model_preset, "model/training preset")->capture_default_str();
     s->add_option("--arch", exp_.arch, "detector family of every model")->capture_default_str();
-    s->add_option("--variants", exp_.variants, "rgb flow two-stream kd-plain dcd-concat dcd-laf")->capture_default_str();
+    s->add_option("--variants", exp_.variants,
+                  "rgb flow two-stream kd-plain dcd-concat dcd-laf; a DCD variant may carry options, "
+                  "e.g. dcd-laf:window=9,residual=1 (docs/dcd.md)")
+        ->capture_default_str();
     s->add_option("--seeds", exp_.seeds, "training seeds 1..N")->capture_default_str();
     s->add_option("--epochs", exp_.epochs, "cosine epochs per model (default: preset)");
     s->add_option("--threads", exp_.threads, "worker threads (default: all cores)");
@@ -357,6 +371,11 @@ class Commands {
   int experiment() {
     const int threads = exp_.threads > 0 ? exp_.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     const std::string data = exp_.out + "/data";
+    for (auto& v : exp_.variants) {  // a bad variant fails before anything is trained
+      workflow::TrainRequest probe;
+      workflow::configure_variant(probe, v);
+      workflow::variant_file_stem(v);
+    }
     io::make_dirs(exp_.out);
     const data::SynthConfig synth_cfg = synth_config_of(exp_.preset, exp_.synth_config);
     if (!io::file_exists(data + "/dataset.json")) {
@@ -379,7 +398,8 @@ class Commands {
       const std::string teacher = sd + "/flow.safetensors";
       std::vector<std::string> order = exp_.variants;
       // The flow detector is every distillation variant's teacher: train it first.
-      auto needs_teacher = std::any_of(order.begin(), order.end(), [](auto& v) { return v == "kd-plain" || v.rfind("dcd", 0) == 0; });
+      auto needs_teacher =
+          std::any_of(order.begin(), order.end(), [](auto& v) { return v.rfind("kd-plain", 0) == 0 || v.rfind("dcd", 0) == 0; });
       if (needs_teacher && std::find(order.begin(), order.end(), "flow") == order.end()) order.insert(order.begin(), "flow");
       std::stable_partition(order.begin(), order.end(), [](auto& v) { return v == "flow"; });
       for (auto& v : order) {
@@ -392,19 +412,10 @@ class Commands {
         r.threads = threads;
         r.teacher = teacher;
         r.label = v + " seed " + std::to_string(seed);
-        r.out = v == "flow" ? teacher : sd + "/" + v + ".safetensors";
-        if (v == "rgb" || v == "flow" || v == "two-stream") {
-          r.mode = "detector";
-          r.modality = v;
-        } else if (v == "kd-plain") {
-          r.mode = "kd-plain";
-        } else if (v == "dcd-laf" || v == "dcd-concat") {
-          r.mode = "dcd";
-          r.fusion = v == "dcd-laf" ? "laf" : "concat";
-        } else {
-          FLOWLESS_FAIL("unknown variant '", v, "'");
-        }
-        const std::string result_file = sd + "/" + v + ".result.json";
+        workflow::configure_variant(r, v);
+        const std::string stem = workflow::variant_file_stem(v);
+        r.out = v == "flow" ? teacher : sd + "/" + stem + ".safetensors";
+        const std::string result_file = sd + "/" + stem + ".result.json";
         if (!io::file_exists(result_file)) {
           if (!io::file_exists(r.out)) workflow::train_model(r);
           double train_secs = -1;
@@ -705,7 +716,13 @@ class Commands {
       auto fmt = st.metadata.count("format") ? st.metadata.at("format") : "?";
       std::printf("%s: %s, arch %s, %lld parameters in %zu tensors\n", info_.model.c_str(), fmt.c_str(),
                   cfg.arch.c_str(), (long long)n, st.tensors.size());
-      std::printf("%s\n", json::dump(detector_config_to_json(cfg), 1).c_str());
+      // The stored config as written (a student's includes its "dcd" section), then the other metadata.
+      auto stored = st.metadata.find("config");
+      const json::Value shown = stored != st.metadata.end() ? json::parse(stored->second, info_.model + " (metadata config)")
+                                                             : detector_config_to_json(cfg);
+      std::printf("%s\n", json::dump(shown, 1).c_str());
+      for (auto& [k, v] : st.metadata)
+        if (k != "config" && k != "format") std::printf("%s: %s\n", k.c_str(), v.c_str());
       return 0;
     });
     s->add_option("model", info_.model, "model file (.safetensors)")->required();

@@ -15,7 +15,10 @@
 //            lr 1e-4, batch 2, 30 + 5 epochs, EMA 0.999)
 #pragma once
 
+#include <cctype>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -42,6 +45,10 @@ struct TrainRequest {
   std::string fusion = "laf";         // laf | concat (dcd)
   std::string kd = "feature,prediction";  // which distillation terms (dcd)
   double lambda_f = 1.0, lambda_p = 1.0;
+  dcd::LafOptions laf;                // LAF window, aggregation, residual, norm, out_proj (dcd, fusion laf)
+  int branch_dim = 0;                 // width of F_m and F_a (dcd; 0 = the neck width)
+  double branch_weight = 1.0;         // weight of the appearance branch's detection loss (dcd)
+  bool joint_grad = true;             // the joint loss also trains the branches and trunk (dcd)
   int epochs = -1, warmup_epochs = -1, batch_size = -1;
   double lr = -1;
   uint64_t seed = 1;
@@ -133,6 +140,109 @@ std::vector<eval::Prediction> detect_split(models::AnyModel<T>& model, const std
   return preds;
 }
 
+/// Sets the mode, modality and options of one `flowless experiment` variant.
+/// spec = NAME[:KEY=VALUE[,KEY=VALUE...]], NAME one of rgb, flow, two-stream,
+/// kd-plain, dcd-concat, dcd-laf. The options (DCD variants; kd-plain takes
+/// lambda_f only) are the `flowless train --dcd` flags:
+///   window, aggregation (mean|max), residual, norm, out_proj (0|1; LAF only),
+///   branch_dim, branch_weight, joint_grad (0|1), lambda_f, lambda_p.
+/// e.g. "dcd-laf:window=9,residual=1". Fails naming the spec and the problem.
+inline void configure_variant(TrainRequest& r, const std::string& spec) {
+  const size_t colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  if (name == "rgb" || name == "flow" || name == "two-stream") {
+    r.mode = "detector";
+    r.modality = name;
+  } else if (name == "kd-plain") {
+    r.mode = "kd-plain";
+  } else if (name == "dcd-laf" || name == "dcd-concat") {
+    r.mode = "dcd";
+    r.fusion = name == "dcd-laf" ? "laf" : "concat";
+  } else {
+    FLOWLESS_FAIL("variant '", spec, "': unknown name '", name, "' (rgb, flow, two-stream, kd-plain, dcd-concat, dcd-laf)");
+  }
+  if (colon == std::string::npos) return;
+  FLOWLESS_CHECK(r.mode != "detector", "variant '", spec, "': detector variants take no options");
+  std::stringstream opts(spec.substr(colon + 1));
+  std::string kv;
+  while (std::getline(opts, kv, ',')) {
+    const size_t eq = kv.find('=');
+    FLOWLESS_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < kv.size(), "variant '", spec, "': option '", kv,
+                   "' is not KEY=VALUE");
+    const std::string key = kv.substr(0, eq), val = kv.substr(eq + 1);
+    auto number = [&] {
+      char* end = nullptr;
+      const double x = std::strtod(val.c_str(), &end);
+      FLOWLESS_CHECK(end && *end == '\0' && std::isfinite(x), "variant '", spec, "': ", key, "=", val, " is not a number");
+      return x;
+    };
+    auto integer = [&] {
+      const double x = number();
+      FLOWLESS_CHECK(x == std::floor(x) && x >= 0 && x <= 1e6, "variant '", spec, "': ", key, "=", val,
+                     " is not a non-negative integer");
+      return int(x);
+    };
+    auto boolean = [&] {
+      FLOWLESS_CHECK(val == "0" || val == "1", "variant '", spec, "': ", key, "=", val, " must be 0 or 1");
+      return val == "1";
+    };
+    const bool dcd = r.mode == "dcd", laf = dcd && r.fusion == "laf";
+    auto needs = [&](bool ok, const char* what) {
+      FLOWLESS_CHECK(ok, "variant '", spec, "': ", key, " applies to ", what, " variants only");
+    };
+    if (key == "lambda_f") {
+      r.lambda_f = number();
+      FLOWLESS_CHECK(r.lambda_f >= 0, "variant '", spec, "': lambda_f must be >= 0");
+    } else if (key == "lambda_p") {
+      needs(dcd, "dcd-*");
+      r.lambda_p = number();
+      FLOWLESS_CHECK(r.lambda_p >= 0, "variant '", spec, "': lambda_p must be >= 0");
+    } else if (key == "branch_weight") {
+      needs(dcd, "dcd-*");
+      r.branch_weight = number();
+      FLOWLESS_CHECK(r.branch_weight >= 0, "variant '", spec, "': branch_weight must be >= 0");
+    } else if (key == "branch_dim") {
+      needs(dcd, "dcd-*");
+      r.branch_dim = integer();
+    } else if (key == "joint_grad") {
+      needs(dcd, "dcd-*");
+      r.joint_grad = boolean();
+    } else if (key == "window") {
+      needs(laf, "dcd-laf");
+      r.laf.window = integer();
+    } else if (key == "aggregation") {
+      needs(laf, "dcd-laf");
+      r.laf.aggregation = val;
+    } else if (key == "residual") {
+      needs(laf, "dcd-laf");
+      r.laf.residual = boolean();
+    } else if (key == "norm") {
+      needs(laf, "dcd-laf");
+      r.laf.norm = boolean();
+    } else if (key == "out_proj") {
+      needs(laf, "dcd-laf");
+      r.laf.out_proj = boolean();
+    } else {
+      FLOWLESS_FAIL("variant '", spec, "': unknown option '", key,
+                    "' (window, aggregation, residual, norm, out_proj, branch_dim, branch_weight, joint_grad, lambda_f, "
+                    "lambda_p)");
+    }
+  }
+  r.laf.validate("variant '" + spec + "'");
+}
+
+/// A file-name stem for a variant spec ("dcd-laf:window=9" -> "dcd-laf_window9").
+inline std::string variant_file_stem(const std::string& spec) {
+  std::string out;
+  for (char c : spec) {
+    if (c == ':' || c == ',') out += '_';
+    else if (c == '=') continue;
+    else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') out += c;
+    else FLOWLESS_FAIL("variant '", spec, "': character '", std::string(1, c), "' is not allowed");
+  }
+  return out;
+}
+
 namespace training_detail {
 inline std::string log_json(const TrainRequest& r, const TrainResult& res) {
   json::Value root = json::Value::object();
@@ -217,6 +327,24 @@ inline TrainResult train_model(const TrainRequest& r) {
   std::unique_ptr<models::Detector<float>> teacher;
   std::function<std::unique_ptr<models::AnyModel<float>>()> as_any;
   std::function<void()> save;
+  {
+    const TrainRequest d;
+    FLOWLESS_CHECK(r.mode == "dcd" || (r.branch_dim == d.branch_dim && r.branch_weight == d.branch_weight &&
+                                       r.joint_grad == d.joint_grad &&
+                                       dcd::laf_options_to_json(r.laf) == dcd::laf_options_to_json(d.laf)),
+                   "train: --laf-*, --branch-dim, --branch-weight and --no-joint-grad apply to --dcd only");
+    FLOWLESS_CHECK(r.branch_weight >= 0 && std::isfinite(r.branch_weight), "train: --branch-weight must be >= 0, got ",
+                   r.branch_weight);
+  }
+  if (r.mode == "dcd") {
+    json::Value t = json::Value::object();
+    t["kd"] = json::Value(r.kd);
+    t["lambda_f"] = json::Value(r.lambda_f);
+    t["lambda_p"] = json::Value(r.lambda_p);
+    t["branch_weight"] = json::Value(r.branch_weight);
+    t["joint_grad"] = json::Value(r.joint_grad);
+    meta["dcd_training"] = json::dump(t);
+  }
   if (distill) {
     teacher = models::load_detector<float>(r.teacher);
     teacher->train(false);
@@ -228,6 +356,9 @@ inline TrainResult train_model(const TrainRequest& r) {
       dcd::DcdStudentConfig sc;
       sc.detector = cfg;
       sc.fusion = r.fusion;
+      sc.laf = r.laf;
+      sc.branch_dim = r.branch_dim;
+      sc.validate("train --dcd");
       auto student = std::make_unique<dcd::DcdStudent<float>>(sc, r.seed);
       dcd::DcdTaskOptions o;
       o.rgb_channels = channels;
@@ -235,6 +366,8 @@ inline TrainResult train_model(const TrainRequest& r) {
       o.seed = r.seed;
       o.lambda_f = r.kd.find("feature") != std::string::npos ? r.lambda_f : 0.0;
       o.lambda_p = r.kd.find("prediction") != std::string::npos ? r.lambda_p : 0.0;
+      o.branch_weight = r.branch_weight;
+      o.joint_grad_to_branches = r.joint_grad;
       task = std::make_unique<dcd::DcdTask<float>>(*student, *teacher, o);
       auto* s = student.get();
       save = [s, &r, meta] { dcd::save_dcd_student(r.out, *s, meta); };
