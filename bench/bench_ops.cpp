@@ -63,19 +63,52 @@ void run_backward(const Var<float>& y, const Tensor<float>& seed) {
   n.backward_fn(n);
 }
 
-// ---- conv1d (C=512 -> 512, k=3, pad 1, T=2304): the heads' and embedding's conv ----
+// ---- conv1d (Cin -> 512, k=3, pad 1, T steps): the heads' and embedding's conv ----
+// T = 2304 is the first pyramid level at the THUMOS size; the heads run the
+// same conv at every level (1152 ... 72 steps), where threads have less to share.
 void BM_Conv1dForward(benchmark::State& st) {
-  const int64_t Cin = st.range(0), K = 3;
-  Var<float> x(randn(Shape{1, kT, Cin}, 1));
+  const int64_t Cin = st.range(0), Tn = st.range(1), K = 3;
+  Var<float> x(randn(Shape{1, Tn, Cin}, 1));
   Var<float> w(randn(Shape{kC, Cin, K}, 2, 0.02));
   Conv1dOptions o;
   o.padding = 1;
-  o.lengths = {int(kT)};
+  o.lengths = {int(Tn)};
   NoGradGuard ng;
   for (auto _ : st) benchmark::DoNotOptimize(conv1d(x, w, Var<float>(), o).value().data());
-  set_flops(st, 2.0 * kT * kC * Cin * K);
+  set_flops(st, 2.0 * Tn * kC * Cin * K);
 }
-BENCHMARK(BM_Conv1dForward)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Conv1dForward)
+    ->Args({512, kT})
+    ->Args({2048, kT})
+    ->Args({512, kT / 4})
+    ->Args({512, kT / 32})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---- a head conv (512 -> 512, k=3) over the six pyramid levels (2304 ... 72 steps) ----
+// as the detector's shared heads run it: one weight, every level, inside one
+// ConvWeightCacheScope (its Winograd transform and packing made once per pass).
+void BM_HeadConvAllLevels(benchmark::State& st) {
+  std::vector<Var<float>> xs;
+  int64_t steps = 0;
+  for (int64_t Tl = kT; Tl >= kT / 32; Tl /= 2) {
+    xs.emplace_back(randn(Shape{1, Tl, kC}, uint64_t(20 + Tl)));
+    steps += Tl;
+  }
+  Var<float> w(randn(Shape{kC, kC, 3}, 2, 0.02));
+  NoGradGuard ng;
+  for (auto _ : st) {
+    ConvWeightCacheScope cache;
+    for (auto& x : xs) {
+      Conv1dOptions o;
+      o.padding = 1;
+      o.lengths = {int(x.size(1))};
+      benchmark::DoNotOptimize(conv1d(x, w, Var<float>(), o).value().data());
+    }
+  }
+  set_flops(st, 2.0 * steps * kC * kC * 3);
+}
+BENCHMARK(BM_HeadConvAllLevels)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_Conv1dBackward(benchmark::State& st) {
   const int64_t Cin = st.range(0), K = 3;

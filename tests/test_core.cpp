@@ -70,6 +70,7 @@ TEST_CASE("conv1d: forward matches the naive definition and gradients match fini
       {1, 8, 5, 3, 1, 1, 0, 1, true, {}},       // 1x1 projection
       {2, 9, 5, 4, 1, 2, 0, 1, true, {9, 5}},   // 1x1 stride 2, masked (dW straight from dY^T X)
       {2, 10, 4, 4, 3, 2, 1, 4, false, {10, 7}},  // depthwise strided (attention Q/K/V)
+      {2, 9, 70, 70, 5, 1, 2, 70, true, {9, 4}},  // depthwise k5 with bias, more channels than one dW block (64)
       {1, 7, 4, 6, 3, 1, 1, 2, true, {5}},      // grouped
       {1, 11, 3, 2, 5, 2, 2, 1, false, {}},     // k5 stride 2
   };

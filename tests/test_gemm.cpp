@@ -266,3 +266,69 @@ TEST_CASE("gemm: a detector run in bf16 stays close to fp32") {
   if (cpu::matmul_bf16_available()) CHECK(any > 0);
   CHECK(d16.size() == d32.size());
 }
+
+TEST_CASE("gemm_prepacked: a batch of products over packed B equals gemm bit for bit (fp32, bf16, tiny, bias, threads)") {
+  // Shapes of the Winograd slabs and others: edge tiles, several K-blocks, transposed B,
+  // a product small enough for gemm's Eigen path (which the batch must follow).
+  struct P { int64_t M, N, K; bool tb; float beta; bool bias; };
+  const std::vector<P> shapes = {{36, 64, 64, false, 0.f, false}, {61, 45, 301, true, 0.5f, true},
+                                 {130, 96, 800, false, 1.f, true}, {4, 8, 8, false, 0.f, true},
+                                 {300, 33, 17, true, -1.f, false}};
+  const int prev_threads = num_threads();
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    cpu::MatmulPrecisionScope scope(bf16 ? cpu::MatmulPrecision::bf16 : cpu::MatmulPrecision::fp32);
+    std::vector<Product> prods;
+    std::vector<std::vector<float>> bias;
+    std::vector<cpu::PackedB> packed;
+    packed.reserve(shapes.size());
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const P& s = shapes[i];
+      prods.push_back(make(Case{s.M, s.N, s.K, false, s.tb, s.beta}, 700 + i));
+      Rng rng(800 + i);
+      bias.emplace_back(size_t(s.N));
+      for (auto& b : bias.back()) b = float(rng.normal());
+      packed.emplace_back(s.tb, s.K, s.N, prods.back().B.data(), prods.back().ldb);
+      CHECK(packed.back().precision() == cpu::effective_matmul_precision());
+    }
+    std::vector<std::vector<float>> want(shapes.size());
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const P& s = shapes[i];
+      want[i] = prods[i].C0;
+      cpu::gemm<float>(false, s.tb, s.M, s.N, s.K, 0.75f, prods[i].A.data(), prods[i].lda, prods[i].B.data(),
+                       prods[i].ldb, s.beta, want[i].data(), s.N, s.bias ? bias[i].data() : nullptr);
+    }
+    for (const int threads : {1, 2}) {
+      CAPTURE(threads);
+      set_num_threads(threads);
+      std::vector<std::vector<float>> got(shapes.size());
+      std::vector<cpu::PrepackedProduct> batch;
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        got[i] = prods[i].C0;
+        batch.push_back({&packed[i], shapes[i].M, prods[i].A.data(), prods[i].lda, got[i].data(), shapes[i].N,
+                         shapes[i].bias ? bias[i].data() : nullptr});
+      }
+      // gemm_prepacked takes one alpha and beta for the batch: run products of equal beta together.
+      for (float beta : {0.f, 0.5f, 1.f, -1.f}) {
+        std::vector<cpu::PrepackedProduct> part;
+        for (size_t i = 0; i < shapes.size(); ++i)
+          if (shapes[i].beta == beta) part.push_back(batch[i]);
+        cpu::gemm_prepacked(0.75f, beta, part);
+      }
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        CAPTURE(i);
+        CHECK(std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)) == 0);
+      }
+    }
+  }
+  set_num_threads(prev_threads);
+  // A panel packed in one precision and used under the other: the product reads B itself.
+  const Case c{40, 64, 96, false, false, 0.f};
+  const Product p = make(c, 900);
+  const cpu::PackedB fp32_panel(false, c.K, c.N, p.B.data(), p.ldb);
+  cpu::MatmulPrecisionScope scope(cpu::MatmulPrecision::bf16);
+  std::vector<float> want(size_t(c.M * c.N)), got(size_t(c.M * c.N));
+  cpu::gemm<float>(false, false, c.M, c.N, c.K, 1.f, p.A.data(), p.lda, p.B.data(), p.ldb, 0.f, want.data(), c.N);
+  cpu::gemm_prepacked(1.f, 0.f, {{&fp32_panel, c.M, p.A.data(), p.lda, got.data(), c.N}});
+  CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
+}

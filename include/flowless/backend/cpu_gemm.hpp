@@ -58,6 +58,7 @@
 #include <immintrin.h>
 #endif
 
+#include "flowless/backend/host_block_cache.hpp"
 #include "flowless/core/error.hpp"
 #include "flowless/core/thread_pool.hpp"
 
@@ -119,6 +120,12 @@ constexpr bool matmul_bf16_available() {
 #else
   return false;
 #endif
+}
+
+/// The precision the calling thread's float products actually run in (bf16 only where available).
+inline MatmulPrecision effective_matmul_precision() {
+  return matmul_bf16_available() && matmul_precision() == MatmulPrecision::bf16 ? MatmulPrecision::bf16
+                                                                                 : MatmulPrecision::fp32;
 }
 
 /// Sets the calling thread's matmul precision for its lifetime (RAII; nests).
@@ -219,6 +226,14 @@ inline float* b_panel(int64_t n, AlignedBuf& own) {
   return buf.get();
 }
 
+// GCC 12 reports the undefined pass-through operand of its own unpack/shuffle
+// intrinsics as uninitialised once they are inlined here (a false positive,
+// fixed in GCC 13); keep it out of the builds of programs that include this header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 /// In-register transpose of a 16 x 16 float block (rows r[0..15]).
 inline void transpose16x16(__m512 r[16]) {
   __m512 t[16];
@@ -245,6 +260,9 @@ inline void transpose16x16(__m512 r[16]) {
   }
   for (int i = 0; i < 16; ++i) r[i] = o[i];
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /// Packs op(B)[p0:p0+kc, n0:n0+32) as kc rows of 32 floats (zero beyond N).
 inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc, int64_t n0,
@@ -441,37 +459,32 @@ inline void kernel_12x32_bf16(int64_t kc2, const uint32_t* __restrict a, const u
 }
 #endif  // __AVX512BF16__
 
-/// The packed product; with Bf16, op(A) and op(B) are packed as bfloat16 pairs
-/// (same buffer sizes: a K-block of kc values takes ceil(kc/2) 32-bit slots)
-/// and multiplied with kernel_12x32_bf16. bias (N values or null) is added to
-/// every row in the store of the last K-block (no extra pass over C).
-template <bool Bf16, class Row>
-void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
+/// Packed length of a K-block of kc values (bf16 pairs take half the slots).
+template <bool Bf16>
+constexpr int64_t packed_klen(int64_t kc) {
+  return Bf16 ? (kc + 1) / 2 : kc;
+}
+/// K-block: bf16 pairs take half the bytes, so its blocks hold twice the K values
+/// (fewer passes over C; the packed panels keep the fp32 footprints).
+template <bool Bf16>
+constexpr int64_t packed_kc() {
+  return Bf16 ? 2 * kKC : kKC;
+}
+/// Floats (32-bit slots) of a packed op(B) of K x N.
+inline int64_t packed_b_floats(int64_t K, int64_t N) { return K * ((N + kNR - 1) / kNR) * kNR; }
+
+/// Packs op(B) (K x N) for the kernel, in parallel: K-block p occupies
+/// [klen(p*KC)*nsl*32, ...), sliver j at j*klen(kc)*32 inside it.
+template <bool Bf16>
+void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N, void* out) {
   using E = std::conditional_t<Bf16, uint32_t, float>;
-  // Packed length of a K-block of kc values.
-  auto klen = [](int64_t kc) { return Bf16 ? (kc + 1) / 2 : kc; };
-  auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_, const float* bi) {
-#if defined(__AVX512BF16__)
-    if constexpr (Bf16) {
-      kernel_12x32_bf16(kl, a, b, c, ldc_, al, cb_, bi);
-      return;
-    }
-#endif
-    if constexpr (!Bf16) kernel_12x32(kl, a, b, c, ldc_, al, cb_, bi);
-  };
-  const int64_t nsl = (N + kNR - 1) / kNR;  // 32-column slivers
-  // K-block: bf16 pairs take half the bytes, so its blocks hold twice the K values
-  // (fewer passes over C; the packed panels keep the fp32 footprints).
-  constexpr int64_t KC = Bf16 ? 2 * kKC : kKC;
-  const int64_t npc = (K + KC - 1) / KC;  // K-blocks
-  // Pack op(B): block p occupies [klen(p*KC)*nsl*32, ...), sliver j at j*klen(kc)*32 inside it.
-  AlignedBuf b_own;
-  E* Bp = reinterpret_cast<E*>(b_panel(K * nsl * kNR, b_own));
+  E* Bp = static_cast<E*>(out);
+  constexpr int64_t KC = packed_kc<Bf16>();
+  const int64_t nsl = (N + kNR - 1) / kNR, npc = (K + KC - 1) / KC;
   parallel_for(npc * nsl, std::max<int64_t>(1, 4096 / KC), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p = t / nsl, j = t % nsl, p0 = p * KC, kc = std::min(KC, K - p0);
-      E* dst = Bp + klen(p0) * nsl * kNR + j * klen(kc) * kNR;
+      E* dst = Bp + packed_klen<Bf16>(p0) * nsl * kNR + j * packed_klen<Bf16>(kc) * kNR;
 #if defined(__AVX512BF16__)
       if constexpr (Bf16) {
         pack_b_sliver_bf16(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
@@ -481,51 +494,97 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       if constexpr (!Bf16) pack_b_sliver(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
     }
   });
-  // Tasks: row blocks of kMB rows; with few row blocks also column groups of kNC.
-  const int64_t nrb = (M + kMB - 1) / kMB;
-  const int64_t ncg = nrb >= 8 ? 1 : (N + kNC - 1) / kNC;
-  const int64_t cg_cols = ncg == 1 ? N : kNC;
-  parallel_for(nrb * ncg, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t m0 = (t / ncg) * kMB, m1 = std::min(M, m0 + kMB);
-      const int64_t g0 = (t % ncg) * cg_cols, g1 = std::min(N, g0 + cg_cols);
-      const int64_t nas = (m1 - m0 + kMR - 1) / kMR;
-      // fp32: nas packed slivers; bf16: the same space holds them as pairs, plus one fp32 sliver of staging.
-      float* scratch = a_scratch(nas * kMR * klen(KC) + (Bf16 ? kMR * KC : 0));
-      E* Ap = reinterpret_cast<E*>(scratch);
-      for (int64_t p = 0; p < npc; ++p) {
-        const int64_t p0 = p * KC, kc = std::min(KC, K - p0), kl = klen(kc);
-        const float cb = p == 0 ? beta : 1.f;
-        const bool last = p == npc - 1;
-        for (int64_t s = 0; s < nas; ++s) {
+}
+
+/// The row-block tasks of one product C = alpha op(A) Bp + beta C (+ bias) with
+/// op(B) already packed (pack_b_panel): rows of C in blocks of kMB, with few
+/// row blocks also column groups of kNC. The tasks depend only on the shape,
+/// never on the thread count; run(t) for every t < count() computes C.
+template <bool Bf16, class Row>
+struct PackedProductTasks {
+  using E = std::conditional_t<Bf16, uint32_t, float>;
+  bool trans_a;
+  int64_t M, N, K;
+  float alpha;
+  Row arow;
+  const E* Bp;
+  float beta;
+  float* C;
+  int64_t ldc;
+  const float* bias;
+  int64_t nrb = (M + kMB - 1) / kMB;
+  int64_t ncg = nrb >= 8 ? 1 : (N + kNC - 1) / kNC;
+
+  int64_t count() const { return nrb * ncg; }
+  void run(int64_t t) const {
+    auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_, const float* bi) {
 #if defined(__AVX512BF16__)
-          if constexpr (Bf16) {
-            pack_a_sliver_bf16(trans_a, arow, M, m0 + s * kMR, p0, kc, scratch + nas * kMR * klen(KC), Ap + s * kMR * kl);
-            continue;
-          }
+      if constexpr (Bf16) {
+        kernel_12x32_bf16(kl, a, b, c, ldc_, al, cb_, bi);
+        return;
+      }
 #endif
-          if constexpr (!Bf16) pack_a_sliver(trans_a, arow, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kl);
+      if constexpr (!Bf16) kernel_12x32(kl, a, b, c, ldc_, al, cb_, bi);
+    };
+    constexpr int64_t KC = packed_kc<Bf16>();
+    const int64_t nsl = (N + kNR - 1) / kNR, npc = (K + KC - 1) / KC;
+    const int64_t cg_cols = ncg == 1 ? N : kNC;
+    const int64_t m0 = (t / ncg) * kMB, m1 = std::min(M, m0 + kMB);
+    const int64_t g0 = (t % ncg) * cg_cols, g1 = std::min(N, g0 + cg_cols);
+    const int64_t nas = (m1 - m0 + kMR - 1) / kMR;
+    // fp32: nas packed slivers; bf16: the same space holds them as pairs, plus one fp32 sliver of staging.
+    float* scratch = a_scratch(nas * kMR * packed_klen<Bf16>(KC) + (Bf16 ? kMR * KC : 0));
+    E* Ap = reinterpret_cast<E*>(scratch);
+    for (int64_t p = 0; p < npc; ++p) {
+      const int64_t p0 = p * KC, kc = std::min(KC, K - p0), kl = packed_klen<Bf16>(kc);
+      const float cb = p == 0 ? beta : 1.f;
+      const bool last = p == npc - 1;
+      for (int64_t s = 0; s < nas; ++s) {
+#if defined(__AVX512BF16__)
+        if constexpr (Bf16) {
+          pack_a_sliver_bf16(trans_a, arow, M, m0 + s * kMR, p0, kc, scratch + nas * kMR * packed_klen<Bf16>(KC),
+                             Ap + s * kMR * kl);
+          continue;
         }
-        const E* Bblk = Bp + klen(p0) * nsl * kNR;
-        for (int64_t n0 = g0; n0 < g1; n0 += kNC) {
-          const int64_t n1 = std::min(g1, n0 + kNC);
-          for (int64_t s = 0; s < nas; ++s) {
-            const int64_t r0 = m0 + s * kMR, mv = std::min(kMR, m1 - r0);
-            const E* as = Ap + s * kMR * kl;
-            for (int64_t c0 = n0; c0 < n1; c0 += kNR) {
-              const int64_t nv = std::min(kNR, N - c0);
-              const E* bs = Bblk + (c0 / kNR) * kl * kNR;
-              float* cp = C + r0 * ldc + c0;
-              const float* bi = last && bias ? bias + c0 : nullptr;
-              if (mv == kMR && nv == kNR)
-                kernel(kl, as, bs, cp, ldc, alpha, cb, bi);
-              else
-                kernel_edge(kernel, kl, as, bs, cp, ldc, mv, nv, alpha, cb, bi);
-            }
+#endif
+        if constexpr (!Bf16) pack_a_sliver(trans_a, arow, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kl);
+      }
+      const E* Bblk = Bp + packed_klen<Bf16>(p0) * nsl * kNR;
+      for (int64_t n0 = g0; n0 < g1; n0 += kNC) {
+        const int64_t n1 = std::min(g1, n0 + kNC);
+        for (int64_t s = 0; s < nas; ++s) {
+          const int64_t r0 = m0 + s * kMR, mv = std::min(kMR, m1 - r0);
+          const E* as = Ap + s * kMR * kl;
+          for (int64_t c0 = n0; c0 < n1; c0 += kNR) {
+            const int64_t nv = std::min(kNR, N - c0);
+            const E* bs = Bblk + (c0 / kNR) * kl * kNR;
+            float* cp = C + r0 * ldc + c0;
+            const float* bi = last && bias ? bias + c0 : nullptr;
+            if (mv == kMR && nv == kNR)
+              kernel(kl, as, bs, cp, ldc, alpha, cb, bi);
+            else
+              kernel_edge(kernel, kl, as, bs, cp, ldc, mv, nv, alpha, cb, bi);
           }
         }
       }
     }
+  }
+};
+
+/// The packed product; with Bf16, op(A) and op(B) are packed as bfloat16 pairs
+/// (same buffer sizes: a K-block of kc values takes ceil(kc/2) 32-bit slots)
+/// and multiplied with kernel_12x32_bf16. bias (N values or null) is added to
+/// every row in the store of the last K-block (no extra pass over C).
+template <bool Bf16, class Row>
+void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
+  using E = std::conditional_t<Bf16, uint32_t, float>;
+  AlignedBuf b_own;
+  E* Bp = reinterpret_cast<E*>(b_panel(packed_b_floats(K, N), b_own));
+  pack_b_panel<Bf16>(trans_b, B, ldb, K, N, Bp);
+  const PackedProductTasks<Bf16, Row> tasks{trans_a, M, N, K, alpha, arow, Bp, beta, C, ldc, bias};
+  parallel_for(tasks.count(), 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) tasks.run(t);
   });
 }
 
@@ -600,6 +659,135 @@ void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T al
   for (int64_t q = 0; q < rows; ++q) std::copy(arows[q], arows[q] + cols, a.data() + q * cols);
   gemm_detail::gemm_eigen_tiled(trans_a, trans_b, M, N, K, alpha, a.data(), cols, B, ldb, beta, C, ldc);
   gemm_detail::add_bias_rows(C, ldc, M, N, bias);
+}
+
+/// op(B) (K x N) packed once, in the calling thread's matmul precision, for
+/// many products (gemm_prepacked): a weight that several products share, such
+/// as the Winograd slabs of a head conv run at every pyramid level, is then
+/// packed once instead of once per product. It refers to B, which must
+/// outlive it: products that take another path (tiny ones, another precision,
+/// builds without AVX-512) read B itself.
+class PackedB {
+ public:
+  PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb)
+      : trans_b_(trans_b), K_(K), N_(N), ldb_(ldb), B_(B), precision_(effective_matmul_precision()) {
+    FLOWLESS_CHECK(K >= 0 && N >= 0 && B, "PackedB: bad matrix ", K, " x ", N);
+#if defined(__AVX512F__)
+    if (K > 0 && N > 0) {
+      // From the backend's allocator: panels packed per forward reuse their blocks.
+      panel_.reset(static_cast<float*>(
+          HostBlockCache::global().allocate(size_t(gemm_detail::packed_b_floats(K, N)) * sizeof(float))));
+#if defined(__AVX512BF16__)
+      if (precision_ == MatmulPrecision::bf16) {
+        gemm_detail::pack_b_panel<true>(trans_b, B, ldb, K, N, panel_.get());
+        return;
+      }
+#endif
+      gemm_detail::pack_b_panel<false>(trans_b, B, ldb, K, N, panel_.get());
+    }
+#endif
+  }
+  int64_t rows() const { return K_; }
+  int64_t cols() const { return N_; }
+  bool trans() const { return trans_b_; }
+  const float* source() const { return B_; }
+  int64_t ldb() const { return ldb_; }
+  MatmulPrecision precision() const { return precision_; }
+  const float* panel() const {
+#if defined(__AVX512F__)
+    return panel_.get();
+#else
+    return nullptr;
+#endif
+  }
+
+ private:
+  bool trans_b_;
+  int64_t K_, N_, ldb_;
+  const float* B_;
+  MatmulPrecision precision_;
+#if defined(__AVX512F__)
+  struct Release {
+    void operator()(float* p) const noexcept { HostBlockCache::global().deallocate(p); }
+  };
+  std::unique_ptr<float[], Release> panel_;
+#endif
+};
+
+/// One product of gemm_prepacked: C (M x N) = alpha * A (M x K, row stride
+/// lda) * op(B) + beta * C + bias (N values, or null).
+struct PrepackedProduct {
+  const PackedB* B;
+  int64_t M;
+  const float* A;
+  int64_t lda;
+  float* C;
+  int64_t ldc;
+  const float* bias = nullptr;
+};
+
+namespace gemm_detail {
+struct RowsOf {  // row q of a row-major A
+  const float* A;
+  int64_t lda;
+  const float* operator()(int64_t q) const { return A + q * lda; }
+};
+
+#if defined(__AVX512F__)
+template <bool Bf16>
+void gemm_prepacked_tasks(float alpha, float beta, const std::vector<const PrepackedProduct*>& items) {
+  using E = std::conditional_t<Bf16, uint32_t, float>;
+  std::vector<PackedProductTasks<Bf16, RowsOf>> tasks;
+  std::vector<int64_t> first;  // first task of each product in the joint numbering
+  int64_t total = 0;
+  for (const PrepackedProduct* it : items) {
+    const PackedB& b = *it->B;
+    tasks.push_back({false, it->M, b.cols(), b.rows(), alpha, RowsOf{it->A, it->lda},
+                     reinterpret_cast<const E*>(b.panel()), beta, it->C, it->ldc, it->bias});
+    first.push_back(total);
+    total += tasks.back().count();
+  }
+  parallel_for(total, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const size_t i = size_t(std::upper_bound(first.begin(), first.end(), t) - first.begin()) - 1;
+      tasks[i].run(t - first[i]);
+    }
+  });
+}
+#endif
+}  // namespace gemm_detail
+
+/// Runs every product of the batch, their row-block tasks in one parallel
+/// region (several small products then share the threads instead of each
+/// waiting for the slowest). Each C equals, bit for bit, what
+/// gemm(false, B.trans(), M, N, K, alpha, A, lda, B.source(), B.ldb(), beta, C, ldc, bias)
+/// gives in the calling thread's precision; the Cs must not overlap.
+inline void gemm_prepacked(float alpha, float beta, const std::vector<PrepackedProduct>& batch) {
+  std::vector<const PrepackedProduct*> packed;
+  for (const PrepackedProduct& it : batch) {
+    const PackedB& b = *it.B;
+    bool use_panel = false;
+#if defined(__AVX512F__)
+    // The conditions under which gemm() itself takes the packed path, in the panel's precision.
+    use_panel = b.rows() > 0 && it.M > 0 && b.cols() > 0 && b.precision() == effective_matmul_precision() &&
+                2.0 * double(it.M) * double(b.cols()) * double(b.rows()) >= 1e5;
+#endif
+    if (use_panel)
+      packed.push_back(&it);
+    else
+      gemm<float>(false, b.trans(), it.M, b.cols(), b.rows(), alpha, it.A, it.lda, b.source(), b.ldb(), beta, it.C, it.ldc,
+                  it.bias);
+  }
+  if (packed.empty()) return;
+#if defined(__AVX512F__)
+#if defined(__AVX512BF16__)
+  if (packed.front()->B->precision() == MatmulPrecision::bf16) {
+    gemm_detail::gemm_prepacked_tasks<true>(alpha, beta, packed);
+    return;
+  }
+#endif
+  gemm_detail::gemm_prepacked_tasks<false>(alpha, beta, packed);
+#endif
 }
 
 }  // namespace flowless::cpu

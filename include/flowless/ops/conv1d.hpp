@@ -30,7 +30,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "flowless/autograd/variable.hpp"
@@ -61,6 +63,15 @@ std::vector<T> pad_rows(const T* x, int64_t Tn, int64_t C, int64_t pad_before, i
   int64_t n = std::min<int64_t>(Tn, total_rows - pad_before);
   std::copy(x, x + n * C, xp.data() + pad_before * C);
   return xp;
+}
+
+/// The taps of a depthwise weight (C x 1 x K) channel-contiguous: out[k*C + c] = w[c*K + k].
+template <class T>
+std::vector<T> depthwise_taps(const T* w, int64_t C, int64_t K) {
+  std::vector<T> out(static_cast<size_t>(K * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) out[size_t(k * C + c)] = w[c * K + k];
+  return out;
 }
 
 /// Wr[(k*Cin + i)*Cout + o] = w[(o*Cin + i)*K + k]: the GEMM layout of a
@@ -187,9 +198,27 @@ void winograd_weights_input_grad(const T* w, int64_t Cout, int64_t Cin, T* V) {
 ///   U = (d0 - d2, d1 + d2, d2 - d1, d1 - d3),  V = (g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2),
 ///   M_i = U_i V_i (four GEMMs of Ly/2 rows),  y[2m] = M0 + M1 + M2,  y[2m+1] = M1 - M2 - M3:
 /// 4 instead of 6 multiply-adds per output pair and channel pair.
+/// The four slabs V_i (Cin x Cout) of a Winograd weight transform packed for
+/// cpu::gemm_prepacked (in the calling thread's matmul precision); they refer to V.
+inline std::vector<cpu::PackedB> pack_winograd(const float* V, int64_t Cin, int64_t Cout) {
+  std::vector<cpu::PackedB> slabs;
+  slabs.reserve(4);
+  for (int64_t i = 0; i < 4; ++i) slabs.emplace_back(false, Cin, Cout, V + i * Cin * Cout, Cout);
+  return slabs;
+}
+
+/// slabs: V packed by pack_winograd (float only), or null to pack it here,
+/// once for all chunks. The four products of a chunk run as one batch.
 template <class T>
 void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate,
-                    const T* bias = nullptr) {
+                    const T* bias = nullptr, const cpu::PackedB* slabs = nullptr) {
+  std::vector<cpu::PackedB> own;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!slabs) {
+      own = pack_winograd(V, Cin, Cout);
+      slabs = own.data();
+    }
+  }
   const int64_t P = (Ly + 1) / 2, CC = Cin * Cout;
   // Work buffers without zero-fill, from the backend's allocator (reused from
   // call to call instead of fresh pages); output pairs in equal chunks so that
@@ -223,9 +252,15 @@ void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cou
         }
       }
     });
-    for (int64_t i = 0; i < 4; ++i)
-      cpu::gemm<T>(false, false, pc, Cout, Cin, T(1), u + i * pc * Cin, Cin, V + i * CC, Cout, T(0), mb + i * pc * Cout,
-                   Cout);
+    if constexpr (std::is_same_v<T, float>) {
+      std::vector<cpu::PrepackedProduct> batch;
+      for (int64_t i = 0; i < 4; ++i) batch.push_back({&slabs[i], pc, u + i * pc * Cin, Cin, mb + i * pc * Cout, Cout});
+      cpu::gemm_prepacked(1.f, 0.f, batch);
+    } else {
+      for (int64_t i = 0; i < 4; ++i)
+        cpu::gemm<T>(false, false, pc, Cout, Cin, T(1), u + i * pc * Cin, Cin, V + i * CC, Cout, T(0),
+                     mb + i * pc * Cout, Cout);
+    }
     parallel_for(pc, 32, [&](int64_t m0, int64_t m1) {
       for (int64_t mm = m0; mm < m1; ++mm) {
         const int64_t m = mc + mm;
@@ -269,25 +304,34 @@ void apply_length_mask(T* y, int64_t B, int64_t Tout, int64_t C, const std::vect
   }
 }
 
-/// The per-thread cache behind ConvWeightCacheScope: Winograd transforms by weight tensor.
+/// The per-thread cache behind ConvWeightCacheScope: Winograd transforms by
+/// weight tensor, with their slabs packed for the GEMM.
 struct ConvWeightCache {
   struct Entry {
     Tensor<float> weight;  // keeps the storage (and so the address) alive while cached
     std::vector<float> V;
+    std::vector<cpu::PackedB> slabs;  // V packed in slabs[0].precision()
   };
   std::vector<Entry> entries;
   static ConvWeightCache*& current() {
     thread_local ConvWeightCache* c = nullptr;
     return c;
   }
-  /// The forward Winograd transform of W (Cout x Cin x 3), computed on first use.
-  const float* winograd_forward(const Tensor<float>& W) {
+  /// The forward Winograd transform of W (Cout x Cin x 3), computed on first
+  /// use, and its packed slabs in the calling thread's matmul precision.
+  std::pair<const float*, const cpu::PackedB*> winograd_forward(const Tensor<float>& W) {
+    Entry* hit = nullptr;
     for (auto& e : entries)
-      if (e.weight.data() == W.data() && e.weight.shape() == W.shape()) return e.V.data();
-    Entry e{W, std::vector<float>(static_cast<size_t>(4 * W.size(0) * W.size(1)))};
-    winograd_weights_forward(W.data(), W.size(0), W.size(1), e.V.data());
-    entries.push_back(std::move(e));
-    return entries.back().V.data();
+      if (e.weight.data() == W.data() && e.weight.shape() == W.shape()) hit = &e;
+    if (!hit) {
+      Entry e{W, std::vector<float>(static_cast<size_t>(4 * W.size(0) * W.size(1))), {}};
+      winograd_weights_forward(W.data(), W.size(0), W.size(1), e.V.data());
+      entries.push_back(std::move(e));
+      hit = &entries.back();
+    }
+    if (hit->slabs.empty() || hit->slabs.front().precision() != cpu::effective_matmul_precision())
+      hit->slabs = pack_winograd(hit->V.data(), W.size(1), W.size(0));
+    return {hit->V.data(), hit->slabs.data()};
   }
 };
 
@@ -347,6 +391,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
   const int64_t Cg = Cin / G, Og = Cout / G;
   if (dense) {
     std::vector<T> Wr, V;  // built on first use
+    std::vector<cpu::PackedB> Vslabs;  // V packed for the GEMM, once for the whole batch
     std::vector<const T*> prow;
     std::vector<T> scratch;
     for (int64_t b = 0; b < B; ++b) {
@@ -359,16 +404,19 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       const T* bv = has_bias ? bias.value().data() : nullptr;
       if (detail::conv3_use_winograd<T>(K, s, p, Cin, Cout, L)) {
         const T* Vp = nullptr;
+        const cpu::PackedB* slabs = nullptr;
         if constexpr (std::is_same_v<T, float>)
-          if (auto* cache = detail::ConvWeightCache::current()) Vp = cache->winograd_forward(W);
+          if (auto* cache = detail::ConvWeightCache::current()) std::tie(Vp, slabs) = cache->winograd_forward(W);
         if (!Vp) {
           if (V.empty()) {
             V.resize(static_cast<size_t>(4 * Cin * Cout));
             detail::winograd_weights_forward(W.data(), Cout, Cin, V.data());
+            if constexpr (std::is_same_v<T, float>) Vslabs = detail::pack_winograd(V.data(), Cin, Cout);
           }
           Vp = V.data();
+          if (!Vslabs.empty()) slabs = Vslabs.data();
         }
-        detail::conv3_winograd(xb, Tn, Cin, Vp, Cout, yb, L, false, bv);
+        detail::conv3_winograd(xb, Tn, Cin, Vp, Cout, yb, L, false, bv, slabs);
       } else if (K == 1) {
         // A 1x1 conv is X W^T: the GEMM reads W (Cout x Cin) transposed while packing it.
         detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
@@ -394,37 +442,48 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
             for (int64_t k = 0; k < K; ++k)
               Wr[((g * K + k) * Cg + i) * Og + o] = w[((g * Og + o) * Cg + i) * K + k];
     }
+    // Depthwise: the taps channel-contiguous (wt[k * C + c] = W[c, 0, k]) so the
+    // inner loops run over contiguous channels; rows outside [0, Tn) are
+    // skipped instead of copied into a zero-padded buffer.
+    std::vector<T> wt;
+    if (depthwise) wt = detail::depthwise_taps(W.data(), Cout, K);
     for (int64_t b = 0; b < B; ++b) {
       const T* xb = X.data() + b * Tn * Cin;
       T* yb = Y.data() + b * Tout * Cout;
+      if (depthwise) {
+        const T* bv = has_bias ? bias.value().data() : nullptr;
+        parallel_for(Tout, 64, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            T* yr = yb + t * Cout;
+            if (bv)
+              std::copy(bv, bv + Cout, yr);
+            else
+              std::fill(yr, yr + Cout, T(0));
+            for (int64_t k = 0; k < K; ++k) {
+              const int64_t r = t * s - p + k;
+              if (r < 0 || r >= Tn) continue;
+              const T* xr = xb + r * Cin;
+              const T* wk = wt.data() + k * Cout;
+              for (int64_t c = 0; c < Cout; ++c) yr[c] += wk[c] * xr[c];
+            }
+          }
+        });
+        continue;
+      }
       std::vector<T> xpv;
       const T* xp = xb;
       if (p != 0 || rows > Tn) {
         xpv = detail::pad_rows(xb, Tn, Cin, p, std::max<int64_t>(rows, Tn + p));
         xp = xpv.data();
       }
-      if (depthwise) {
-        const T* w = W.data();
-        parallel_for(Tout, 64, [&](int64_t t0, int64_t t1) {
-          for (int64_t t = t0; t < t1; ++t) {
-            T* yr = yb + t * Cout;
-            for (int64_t c = 0; c < Cout; ++c) yr[c] = has_bias ? bias.value().data()[c] : T(0);
-            for (int64_t k = 0; k < K; ++k) {
-              const T* xr = xp + (t * s + k) * Cin;
-              for (int64_t c = 0; c < Cout; ++c) yr[c] += w[c * K + k] * xr[c];
-            }
-          }
-        });
-      } else {
-        for (int64_t g = 0; g < G; ++g)
-          for (int64_t k = 0; k < K; ++k)
-            cpu::gemm<T>(false, false, Tout, Og, Cg, T(1), xp + k * Cin + g * Cg, s * Cin,
-                         Wr.data() + (g * K + k) * Cg * Og, Og, k == 0 ? T(0) : T(1), yb + g * Og, Cout);
-        if (has_bias) {
-          const T* bv = bias.value().data();
-          for (int64_t t = 0; t < Tout; ++t)
-            for (int64_t c = 0; c < Cout; ++c) yb[t * Cout + c] += bv[c];
-        }
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t k = 0; k < K; ++k)
+          cpu::gemm<T>(false, false, Tout, Og, Cg, T(1), xp + k * Cin + g * Cg, s * Cin,
+                       Wr.data() + (g * K + k) * Cg * Og, Og, k == 0 ? T(0) : T(1), yb + g * Og, Cout);
+      if (has_bias) {
+        const T* bv = bias.value().data();
+        for (int64_t t = 0; t < Tout; ++t)
+          for (int64_t c = 0; c < Cout; ++c) yb[t * Cout + c] += bv[c];
       }
     }
     detail::apply_length_mask(Y.data(), B, Tout, Cout, out_len);
@@ -450,6 +509,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       std::vector<const T*> prow;
       std::vector<T> scratch;
       std::vector<T> Wr, Wt, V, dWr;  // weight layouts built on first use
+      std::vector<cpu::PackedB> Vslabs;  // V packed for the GEMM, once for the whole batch
       // A 1x1 conv without padding needs no layout change: dW (Cout x Cin) += dY^T X
       // straight into the weight's gradient, and for stride 1 dX += dY W.
       const bool pointwise = K == 1 && p == 0;
@@ -481,8 +541,10 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
             if (V.empty()) {
               V.resize(static_cast<size_t>(4 * Cout * Cin));
               detail::winograd_weights_input_grad(Wv.data(), Cout, Cin, V.data());
+              if constexpr (std::is_same_v<T, float>) Vslabs = detail::pack_winograd(V.data(), Cout, Cin);
             }
-            detail::conv3_winograd(dyb, L, Cout, V.data(), Cin, dx, J, true);
+            detail::conv3_winograd<T>(dyb, L, Cout, V.data(), Cin, dx, J, true, nullptr,
+                                   Vslabs.empty() ? nullptr : Vslabs.data());
           } else {
             if (Wt.empty() && K != 1) {
               Wt.resize(static_cast<size_t>(K * Cout * Cin));
@@ -527,26 +589,31 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
               Wr[((g * K + k) * Cg + i) * Og + o] = w[((g * Og + o) * Cg + i) * K + k];
     }
     std::vector<T> dWr(need_w && !depthwise ? Wr.size() : 0, T(0));
+    std::vector<T> wt;  // depthwise taps, channel-contiguous (as in the forward)
+    if (depthwise && need_x) wt = detail::depthwise_taps(Wv.data(), Cout, K);
     for (int64_t b = 0; b < B; ++b) {
       const T* xb = Xv.data() + b * Tn * Cin;
       const T* dyb = dY.data() + b * Tout * Cout;
-      std::vector<T> xpv;
-      const T* xp = xb;
-      if (need_w && (p != 0 || rows > Tn)) {
-        xpv = detail::pad_rows(xb, Tn, Cin, p, std::max<int64_t>(rows, Tn + p));
-        xp = xpv.data();
-      }
       if (depthwise) {
-        const T* w = Wv.data();
         if (need_w) {
+          // dW[c, k] += sum_t dY[t, c] x[t s - p + k, c] over rows inside [0, Tn), t ascending;
+          // per channel block, accumulated tap-major in a local buffer, then added once.
           T* dw = out.input_grad(1).data();
           parallel_for(Cout, 64, [&](int64_t c0, int64_t c1) {
-            for (int64_t k = 0; k < K; ++k)
+            const int64_t n = c1 - c0;
+            std::vector<T> acc(static_cast<size_t>(K * n), T(0));
+            for (int64_t k = 0; k < K; ++k) {
+              T* ak = acc.data() + k * n;
               for (int64_t t = 0; t < Tout; ++t) {
-                const T* xr = xp + (t * s + k) * Cin;
-                const T* dr = dyb + t * Cout;
-                for (int64_t c = c0; c < c1; ++c) dw[c * K + k] += dr[c] * xr[c];
+                const int64_t r = t * s - p + k;
+                if (r < 0 || r >= Tn) continue;
+                const T* xr = xb + r * Cin + c0;
+                const T* dr = dyb + t * Cout + c0;
+                for (int64_t c = 0; c < n; ++c) ak[c] += dr[c] * xr[c];
               }
+            }
+            for (int64_t c = 0; c < n; ++c)
+              for (int64_t k = 0; k < K; ++k) dw[(c0 + c) * K + k] += acc[size_t(k * n + c)];
           });
         }
         if (need_x) {
@@ -559,11 +626,19 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
                 int64_t t = num / s;
                 if (t >= Tout) continue;
                 const T* dr = dyb + t * Cout;
-                for (int64_t c = 0; c < Cout; ++c) dx[j * Cin + c] += w[c * K + k] * dr[c];
+                const T* wk = wt.data() + k * Cout;
+                T* dxr = dx + j * Cin;
+                for (int64_t c = 0; c < Cout; ++c) dxr[c] += wk[c] * dr[c];
               }
           });
         }
         continue;
+      }
+      std::vector<T> xpv;
+      const T* xp = xb;
+      if (need_w && (p != 0 || rows > Tn)) {
+        xpv = detail::pad_rows(xb, Tn, Cin, p, std::max<int64_t>(rows, Tn + p));
+        xp = xpv.data();
       }
       if (need_w) {
         for (int64_t g = 0; g < G; ++g)
