@@ -293,7 +293,8 @@ Var<T> add_channels(const Var<T>& x, const Var<T>& b) {
 // Time mask.
 
 /// x: (B, T, ...) -> same shape with rows t >= lengths[b] set to 0 (the
-/// reference's `x * mask`). Empty lengths return x unchanged (same variable).
+/// reference's `x * mask`). Empty lengths, or lengths that all reach T, return
+/// x unchanged (the same variable: nothing to mask, no copy).
 template <class T>
 Var<T> mask_time(const Var<T>& x, const std::vector<int>& lengths) {
   FLOWLESS_CHECK(x.defined(), "mask_time: undefined input");
@@ -308,6 +309,9 @@ Var<T> mask_time(const Var<T>& x, const std::vector<int>& lengths) {
     FLOWLESS_CHECK(lengths[b] >= 0, "mask_time: negative length ", lengths[b]);
     L[b] = std::min<int64_t>(lengths[b], Tn);
   }
+  // Nothing to mask (every sequence fills the buffer, as a single video at
+  // inference does): x itself, not a copy.
+  if (std::all_of(L.begin(), L.end(), [Tn](int64_t l) { return l == Tn; })) return x;
   Tensor<T> Y(s);
   const T* px = x.value().data();
   T* py = Y.data();
