@@ -27,6 +27,7 @@
 
 #include "flowless/backend/cpu_gemm.hpp"
 #include "flowless/core/random.hpp"
+#include "flowless/infer/nms.hpp"
 #include "flowless/ops/activations.hpp"
 #include "flowless/ops/conv1d.hpp"
 #include "flowless/ops/layer_norm.hpp"
@@ -109,6 +110,26 @@ void BM_HeadConvAllLevels(benchmark::State& st) {
   set_flops(st, 2.0 * steps * kC * kC * 3);
 }
 BENCHMARK(BM_HeadConvAllLevels)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- multiclass Soft-NMS as the THUMOS config runs it (max 200 per class) ----
+// 2000 candidates per class over a 2304-snippet video, 20 classes, the
+// overlapping, weakly separated scores of an untrained or uncertain head.
+void BM_SoftNmsMulticlass(benchmark::State& st) {
+  const int per_class = int(st.range(0)), classes = 20;
+  Rng rng(31);
+  infer::Segments in;
+  for (int c = 0; c < classes; ++c)
+    for (int i = 0; i < per_class; ++i) {
+      const float a = float(rng.uniform(0.0, 2300.0));
+      in.start.push_back(a);
+      in.end.push_back(a + float(rng.uniform(2.0, 60.0)));
+      in.score.push_back(float(rng.uniform(0.002, 0.05)));
+      in.label.push_back(c);
+    }
+  infer::NmsConfig cfg;  // soft, sigma 0.5, min_score 0.001, max_seg_num 200, multiclass
+  for (auto _ : st) benchmark::DoNotOptimize(infer::batched_nms(in, cfg).score.data());
+}
+BENCHMARK(BM_SoftNmsMulticlass)->Arg(500)->Arg(2000)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_Conv1dBackward(benchmark::State& st) {
   const int64_t Cin = st.range(0), K = 3;

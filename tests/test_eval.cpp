@@ -2,6 +2,7 @@
 // (ANETdetection port) and the 1-D NMS (nms_cpu.cpp / nms.py port).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -13,6 +14,7 @@
 #include "test_util.hpp"
 #include "flowless/io/file.hpp"
 #include "flowless/io/json.hpp"
+#include "flowless/core/random.hpp"
 
 using flowless::Error;
 namespace json = flowless::json;
@@ -694,6 +696,35 @@ TEST_CASE("nms: hand-computed soft-NMS (gaussian, linear, hard)") {
   CHECK(rl.index == std::vector<int>{0, 2, 1});
   CHECK(rl.score[1] == 0.7f);
   CHECK(rl.score[2] == doctest::Approx(0.8 * (1 - 8.000002 / 12.000002)).epsilon(1e-6));
+}
+
+TEST_CASE("nms: soft-NMS stopped after max_keep selections is the prefix of the full run") {
+  // Many overlapping candidates with repeated (tied) scores and some that decay below min_score.
+  flowless::Rng rng(17);
+  const int n = 400;
+  std::vector<float> x1(n), x2(n), s(n);
+  for (int i = 0; i < n; ++i) {
+    x1[size_t(i)] = float(rng.uniform() * 100.0);
+    x2[size_t(i)] = x1[size_t(i)] + float(0.5 + rng.uniform() * 10.0);
+    s[size_t(i)] = float(int(rng.uniform() * 20.0) + 1) / 20.f;  // 20 distinct values: many ties
+  }
+  for (int method : {0, 1, 2}) {
+    CAPTURE(method);
+    const auto full = soft_nms_1d(x1.data(), x2.data(), s.data(), n, 0.1f, 0.5f, 0.05f, method);
+    REQUIRE(full.index.size() > 30);  // hard NMS keeps the fewest (37 here)
+    for (int k : {0, 1, 20, 150, n, n + 5}) {
+      CAPTURE(k);
+      const auto part = soft_nms_1d(x1.data(), x2.data(), s.data(), n, 0.1f, 0.5f, 0.05f, method, k);
+      const size_t m = std::min(full.index.size(), size_t(k));
+      REQUIRE(part.index.size() == m);
+      CHECK(std::equal(part.index.begin(), part.index.end(), full.index.begin()));
+      CHECK(std::equal(part.score.begin(), part.score.end(), full.score.begin()));
+      CHECK(std::equal(part.start.begin(), part.start.end(), full.start.begin()));
+      CHECK(std::equal(part.end.begin(), part.end.end(), full.end.begin()));
+    }
+  }
+  CHECK_THROWS_WITH_AS(soft_nms_1d(x1.data(), x2.data(), s.data(), n, 0.1f, 0.5f, 0.05f, 2, -1),
+                       doctest::Contains("max_keep"), flowless::Error);
 }
 
 TEST_CASE("nms: min_score removal swaps the last candidate in, which decides ties") {

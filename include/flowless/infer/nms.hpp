@@ -44,6 +44,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -128,13 +129,18 @@ inline std::vector<int> nms_1d(const float* x1, const float* x2, const float* sc
 }
 
 /// Soft-NMS (nms_cpu.cpp softnms); method 0 hard, 1 linear, 2 gaussian.
+/// max_keep: stop after that many selections. Each selection depends only on
+/// the ones before it, so the result is exactly the first max_keep entries of
+/// the full run; callers that keep only the first max_seg_num (run_op) skip
+/// the O(N) rescoring passes of every later selection.
 inline SoftNmsResult soft_nms_1d(const float* x1_in, const float* x2_in, const float* scores_in,
                                  int n, float iou_threshold, float sigma, float min_score,
-                                 int method) {
+                                 int method, int max_keep = std::numeric_limits<int>::max()) {
   FLOWLESS_CHECK(n >= 0, "soft_nms_1d: negative count ", n);
   FLOWLESS_CHECK(method >= 0 && method <= 2, "soft_nms_1d: method must be 0 (hard), 1 (linear) "
                  "or 2 (gaussian), got ", method);
   FLOWLESS_CHECK(method != 2 || sigma > 0, "soft_nms_1d: sigma must be > 0, got ", sigma);
+  FLOWLESS_CHECK(max_keep >= 0, "soft_nms_1d: negative max_keep ", max_keep);
   const size_t N0 = static_cast<size_t>(n);
   std::vector<float> x1(x1_in, x1_in + N0), x2(x2_in, x2_in + N0), sc(scores_in, scores_in + N0);
   std::vector<float> areas(N0);
@@ -145,7 +151,7 @@ inline SoftNmsResult soft_nms_1d(const float* x1_in, const float* x2_in, const f
   }
   std::vector<float> d1(N0), d2(N0), ds(N0);  // dets
   int64_t nboxes = n;
-  for (int64_t i = 0; i < nboxes; ++i) {
+  for (int64_t i = 0; i < nboxes && i < max_keep; ++i) {
     const size_t ui = static_cast<size_t>(i);
     float max_score = sc[ui];
     int64_t max_pos = i;
@@ -199,7 +205,7 @@ inline SoftNmsResult soft_nms_1d(const float* x1_in, const float* x2_in, const f
       }
     }
   }
-  const size_t m = static_cast<size_t>(nboxes);
+  const size_t m = static_cast<size_t>(std::min<int64_t>(nboxes, max_keep));
   SoftNmsResult r;
   r.index.assign(inds.begin(), inds.begin() + static_cast<std::ptrdiff_t>(m));
   r.start.assign(d1.begin(), d1.begin() + static_cast<std::ptrdiff_t>(m));
@@ -221,7 +227,7 @@ inline Segments run_op(const Segments& in, const std::vector<int>& idx, const Nm
       sc.push_back(in.score[static_cast<size_t>(i)]);
     }
     auto r = soft_nms_1d(x1.data(), x2.data(), sc.data(), static_cast<int>(idx.size()),
-                         cfg.iou_threshold, cfg.sigma, cfg.min_score, 2);
+                         cfg.iou_threshold, cfg.sigma, cfg.min_score, 2, cfg.max_seg_num);
     size_t n = std::min(r.index.size(), static_cast<size_t>(cfg.max_seg_num));
     for (size_t k = 0; k < n; ++k) {
       out.start.push_back(r.start[k]);
