@@ -14,6 +14,7 @@
 #include "flowless/core/random.hpp"
 #include "flowless/core/thread_pool.hpp"
 #include "flowless/models/detector.hpp"
+#include "flowless/ops/conv1d.hpp"
 
 using namespace flowless;
 
@@ -331,4 +332,82 @@ TEST_CASE("gemm_prepacked: a batch of products over packed B equals gemm bit for
   cpu::gemm<float>(false, false, c.M, c.N, c.K, 1.f, p.A.data(), p.lda, p.B.data(), p.ldb, 0.f, want.data(), c.N);
   cpu::gemm_prepacked(1.f, 0.f, {{&fp32_panel, c.M, p.A.data(), p.lda, got.data(), c.N}});
   CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("winograd_f23_fused: equals the unfused Winograd conv bit for bit and the direct sum (fp32, bf16, threads)") {
+  // (Tx, Cin, Cout, Ly): one and several 48-pair tasks, an odd Ly below Tx,
+  // column groups beyond one (Cout > 256) with a partial last group and edge
+  // tiles, an input width with a bfloat16 pair tail, and a product too small
+  // for the fused path (it must decline and leave y alone).
+  struct S { int64_t Tx, Cin, Cout, Ly; };
+  const std::vector<S> shapes = {{200, 64, 64, 200}, {97, 70, 100, 97}, {300, 131, 300, 251}, {50, 64, 96, 50},
+                                 {7, 64, 64, 7}};
+  const int prev_threads = num_threads();
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    cpu::MatmulPrecisionScope scope(bf16 ? cpu::MatmulPrecision::bf16 : cpu::MatmulPrecision::fp32);
+    for (size_t si = 0; si < shapes.size(); ++si) {
+      const S s = shapes[si];
+      CAPTURE(si);
+      Rng rng(1000 + si);
+      std::vector<float> x(size_t(s.Tx * s.Cin)), w(size_t(s.Cout * s.Cin * 3)), bias(size_t(s.Cout));
+      for (auto& v : x) v = float(rng.normal());
+      for (auto& v : w) v = float(rng.normal() * 0.1);
+      for (auto& v : bias) v = float(rng.normal());
+      std::vector<float> V(size_t(4 * s.Cin * s.Cout));
+      detail::winograd_weights_forward(w.data(), s.Cout, s.Cin, V.data());
+      const std::vector<cpu::PackedB> slabs = detail::pack_winograd(V.data(), s.Cin, s.Cout);
+      const bool tiny = 2.0 * double(std::min<int64_t>((s.Ly + 1) / 2, 48)) * double(s.Cin) * double(s.Cout) < 1e5;
+      for (const bool accumulate : {false, true}) {
+        CAPTURE(accumulate);
+        const float* b = accumulate ? nullptr : bias.data();
+        std::vector<float> y0(size_t(s.Ly * s.Cout));
+        for (auto& v : y0) v = float(rng.normal());
+        std::vector<float> want = y0;
+        detail::conv3_winograd_unfused(x.data(), s.Tx, s.Cin, V.data(), s.Cout, want.data(), s.Ly, accumulate, b,
+                                       slabs.data());
+        // the direct sum in double (inputs rounded to bfloat16 in bf16): the unfused path is right
+        double worst = 0;
+        for (int64_t t = 0; t < s.Ly; ++t)
+          for (int64_t o = 0; o < s.Cout; ++o) {
+            double acc = accumulate ? double(y0[size_t(t * s.Cout + o)]) : double(bias[size_t(o)]);
+            for (int64_t k = 0; k < 3; ++k) {
+              const int64_t r = t - 1 + k;
+              if (r < 0 || r >= s.Tx) continue;
+              for (int64_t i = 0; i < s.Cin; ++i)
+                acc += double(x[size_t(r * s.Cin + i)]) * double(w[size_t((o * s.Cin + i) * 3 + k)]);
+            }
+            worst = std::max(worst, std::abs(acc - double(want[size_t(t * s.Cout + o)])));
+          }
+        CHECK(worst < (bf16 ? 0.15 : 1e-3));
+        for (const int threads : {1, 2, 3}) {
+          CAPTURE(threads);
+          set_num_threads(threads);
+          std::vector<float> got = y0;
+          const bool fused =
+              cpu::winograd_f23_fused(x.data(), s.Tx, s.Cin, slabs.data(), s.Cout, got.data(), s.Ly, accumulate, b);
+#if defined(__AVX512F__)
+          CHECK(fused == !tiny);
+#else
+          CHECK(!fused);
+#endif
+          if (!fused) CHECK(std::memcmp(got.data(), y0.data(), y0.size() * sizeof(float)) == 0);
+          got = y0;
+          detail::conv3_winograd(x.data(), s.Tx, s.Cin, V.data(), s.Cout, got.data(), s.Ly, accumulate, b, slabs.data());
+          CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
+        }
+        set_num_threads(prev_threads);
+      }
+    }
+  }
+  // Slabs packed in one precision and used under the other: the fused path declines.
+  std::vector<float> V(size_t(4 * 64 * 64), 0.01f), x(size_t(200 * 64), 1.f), y(size_t(200 * 64), 0.f);
+  const std::vector<cpu::PackedB> fp32_slabs = detail::pack_winograd(V.data(), 64, 64);
+  cpu::MatmulPrecisionScope scope(cpu::MatmulPrecision::bf16);
+#if defined(__AVX512F__)
+  const bool expect = !cpu::matmul_bf16_available();  // without BF16 the setting is ignored: fp32 is what runs
+#else
+  const bool expect = false;
+#endif
+  CHECK(cpu::winograd_f23_fused(x.data(), 200, 64, fp32_slabs.data(), 64, y.data(), 200, false, nullptr) == expect);
 }

@@ -23,7 +23,9 @@
 // channels compute the forward and the input gradient with Winograd F(2,3)
 // (4 GEMMs of half the rows instead of one of 3*Cin columns: 2/3 of the
 // multiply-adds; float rounding differs from the direct sum at the 1e-7
-// relative level).
+// relative level). On AVX-512 builds the input and output transforms run
+// inside the products' tasks (backend/cpu_winograd.hpp), 48 output pairs at a
+// time, so the transformed input and the four products never go to memory.
 // depthwise (groups == Cin == Cout) is a vectorised loop over channels; other
 // group counts use one GEMM per group and tap.
 #pragma once
@@ -37,6 +39,7 @@
 
 #include "flowless/autograd/variable.hpp"
 #include "flowless/backend/cpu_gemm.hpp"
+#include "flowless/backend/cpu_winograd.hpp"
 
 namespace flowless {
 
@@ -207,11 +210,12 @@ inline std::vector<cpu::PackedB> pack_winograd(const float* V, int64_t Cin, int6
   return slabs;
 }
 
+/// The unfused form: U and M for a whole chunk of output pairs in memory.
 /// slabs: V packed by pack_winograd (float only), or null to pack it here,
 /// once for all chunks. The four products of a chunk run as one batch.
 template <class T>
-void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate,
-                    const T* bias = nullptr, const cpu::PackedB* slabs = nullptr) {
+void conv3_winograd_unfused(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly,
+                            bool accumulate, const T* bias = nullptr, const cpu::PackedB* slabs = nullptr) {
   std::vector<cpu::PackedB> own;
   if constexpr (std::is_same_v<T, float>) {
     if (!slabs) {
@@ -286,6 +290,24 @@ void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cou
       }
     });
   }
+}
+
+/// conv3_winograd: the fused form (cpu::winograd_f23_fused: the transforms
+/// inside the products' tasks, U and M never in memory) where it applies,
+/// else the unfused one; both give the same bits. slabs: V packed by
+/// pack_winograd, or null to pack it here.
+template <class T>
+void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cout, T* y, int64_t Ly, bool accumulate,
+                    const T* bias = nullptr, const cpu::PackedB* slabs = nullptr) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::vector<cpu::PackedB> own;
+    if (!slabs) {
+      own = pack_winograd(V, Cin, Cout);
+      slabs = own.data();
+    }
+    if (cpu::winograd_f23_fused(x, Tx, Cin, slabs, Cout, y, Ly, accumulate, bias)) return;
+  }
+  conv3_winograd_unfused(x, Tx, Cin, V, Cout, y, Ly, accumulate, bias, slabs);
 }
 
 /// Whether a groups-1 conv takes the Winograd path: float, kernel 3, stride 1,
