@@ -315,6 +315,7 @@ bool profile_forward(models::Detector<T>& model, const Var<T>& x, const std::vec
     return z;
   };
   std::vector<Var<T>> cls, off;
+  ConvWeightCacheScope weights_once;  // as in ClsHead/RegHead::forward: each trunk weight transformed once for all levels
   for (size_t l = 0; l < feats.size(); ++l) {
     Var<T> z = trunk(model.cls_head(), feats[l], lens[l]);
     cls.push_back(tm("head_out_conv", [&] { return model.cls_head().cls_head.forward(z, lens[l]); }));
