@@ -57,8 +57,9 @@ Var<T> laf_gate(const Var<T>& q, const Var<T>& k, const Var<T>& x, const std::ve
         std::fill(yr, yr + D, T(0));
         continue;
       }
-      const T *qr = pq + r * D, *kr = pk + r * D, *xr = px + r * D;
-      for (int64_t c = 0; c < D; ++c) yr[c] = xr[c] / (T(1) + std::exp(-(qr[c] * kr[c])));
+      // one row at a time (Eigen's vectorised exp): the same values for any thread count
+      detail::EwCArr<T> qa(pq + r * D, D), ka(pk + r * D, D), xa(px + r * D, D);
+      detail::EwArr<T>(yr, D) = xa / (T(1) + (-(qa * ka)).exp());
     }
   });
   return make_op<T>(std::move(Y), {q, k, x}, "laf_gate", [Tn, D, grain, L = std::move(L)](Node<T>& out) {
@@ -73,15 +74,17 @@ Var<T> laf_gate(const Var<T>& q, const Var<T>& k, const Var<T>& x, const std::ve
     T* dx = gx ? out.input_grad(2).data() : nullptr;
     const int64_t rows = out.grad.numel() / std::max<int64_t>(D, 1);
     parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+      std::vector<T> sbuf(static_cast<size_t>(2 * D));
+      detail::EwArr<T> s(sbuf.data(), D), ds(sbuf.data() + D, D);
       for (int64_t r = r0; r < r1; ++r) {
         if (r % Tn >= L[r / Tn]) continue;
-        for (int64_t c = r * D; c < (r + 1) * D; ++c) {
-          const T s = T(1) / (T(1) + std::exp(-(pq[c] * pk[c])));
-          if (gx) dx[c] += g[c] * s;
-          const T ds = g[c] * px[c] * s * (T(1) - s);  // d out / d(q k)
-          if (gq) dq[c] += ds * pk[c];
-          if (gk) dk[c] += ds * pq[c];
-        }
+        const int64_t o = r * D;
+        detail::EwCArr<T> qa(pq + o, D), ka(pk + o, D), xa(px + o, D), ga(g + o, D);
+        s = T(1) / (T(1) + (-(qa * ka)).exp());
+        if (gx) detail::EwArr<T>(dx + o, D) += ga * s;
+        ds = ga * xa * s * (T(1) - s);  // d out / d(q k)
+        if (gq) detail::EwArr<T>(dq + o, D) += ds * ka;
+        if (gk) detail::EwArr<T>(dk + o, D) += ds * qa;
       }
     });
   });
