@@ -111,6 +111,14 @@ void BM_HeadConvAllLevels(benchmark::State& st) {
 }
 BENCHMARK(BM_HeadConvAllLevels)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// The same in bfloat16 (MatmulPrecision::bf16; fp32 where the CPU lacks AVX-512 BF16).
+void BM_HeadConvAllLevelsBf16(benchmark::State& st) {
+  cpu::MatmulPrecisionScope scope(cpu::MatmulPrecision::bf16);
+  BM_HeadConvAllLevels(st);
+  st.SetLabel(cpu::matmul_bf16_available() ? "bf16" : "fp32 (no AVX-512 BF16)");
+}
+BENCHMARK(BM_HeadConvAllLevelsBf16)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 // ---- multiclass Soft-NMS as the THUMOS config runs it (max 200 per class) ----
 // 2000 candidates per class over a 2304-snippet video, 20 classes, the
 // overlapping, weakly separated scores of an untrained or uncertain head.

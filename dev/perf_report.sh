@@ -32,6 +32,9 @@ bench --T 2304 --threads 2 --repeats 3 --train > "$out/train_t2.json"
 bench --T 2304 --threads 2 --repeats 3 --train --train-precision bf16 > "$out/train_bf16_t2.json"
 echo "== peak memory against video length (one process each)" >&2
 for T in 2304 4608 9216 20000; do bench --T "$T" --threads 2 --repeats 1 --warmup 0 > "$out/rss_T$T.json"; done
+echo "== a short video (T = 192), fp32 and bf16" >&2
+bench --T 192 --threads 2 --repeats 9 > "$out/fp32_T192.json"
+bench --T 192 --threads 2 --repeats 9 --precision bf16 > "$out/bf16_T192.json"
 
 py=/usr/bin/python3
 summary() {
@@ -46,6 +49,10 @@ print(f"fp32 2 threads: network {b['network_seconds']:.3f} s ({b['network_gflops
 print(f"thread scaling, alternating in one run: 1 thread {b['scaling_t1_seconds']:.3f} s, 2 threads {b['scaling_tn_seconds']:.3f} s -> {b['thread_scaling']:.2f}x")
 print(f"bf16 2 threads: network {h['network_seconds']:.3f} s ({h['network_gflops']:.0f} fp32-equivalent GFLOP/s), inference {h['inference_seconds']:.3f} s, "
       f"worst logit/offset change {h.get('bf16_max_rel_diff', 0):.2e}")
+for name, k in (("fp32", b), ("bf16", h)):
+    if "network_seconds_frozen" in k:
+        print(f"{name} 2 threads, weights packed once across videos (as flowless detect over a dataset): network "
+              f"{k['network_seconds_frozen']:.3f} s, inference {k['inference_seconds_frozen']:.3f} s")
 for n in ("student_fp32.json", "student_bf16.json"):
     s = j(n)
     print(f"DCD student ({s['precision']}): {s['student_inference_seconds']:.3f} s vs detector {s['detector_inference_seconds']:.3f} s "
@@ -54,6 +61,10 @@ t = j("train_t2.json")
 t16 = j("train_bf16_t2.json")
 print(f"training step (batch 2, T = 2304, 2 threads): fp32 {t['train_step_seconds']:.2f} s, bf16 mixed precision "
       f"{t16['train_step_seconds']:.2f} s, peak RSS {t['peak_rss_mb']:.0f} MB")
+for n in ("fp32_T192.json", "bf16_T192.json"):
+    k = j(n)
+    print(f"T = 192, {k['precision']}, 2 threads: network {k['network_seconds'] * 1e3:.1f} ms, "
+          f"{k['network_seconds_frozen'] * 1e3:.1f} ms with the weights packed once across videos")
 for T in (2304, 4608, 9216, 20000):
     r = j(f"rss_T{T}.json")
     print(f"T = {T:5d}: buffer {r['T']:5d}, peak RSS {r['peak_rss_mb_inference']:.0f} MB, inference {r['inference_seconds']:.2f} s")

@@ -143,49 +143,72 @@ TEST_CASE("conv1d: 1 and 2 threads give bitwise identical forward and gradients"
   CHECK(grads[0] == grads[1]);
 }
 
-TEST_CASE("conv1d: float 1x1 (weight read transposed) and Winograd convs, with and without a ConvWeightCacheScope") {
+TEST_CASE("conv1d: dense float convs (1x1, Winograd, im2col) give the same bits with and without a ConvWeightCacheScope") {
   // Sizes on the packed GEMM and Winograd paths; two lengths stand for two
-  // pyramid levels sharing one weight (a head).
+  // pyramid levels sharing one weight (a head). In a scope the Winograd
+  // transform or the packed GEMM weight is made once for both lengths and
+  // both rounds, in each precision.
+  struct Case { int K, stride, pad; };
   Rng rng(17);
-  for (const int K : {1, 3}) {
-    CAPTURE(K);
-    Tensor<float> wv(Shape{72, 80, K}), bv(Shape{72});
-    for (int64_t i = 0; i < wv.numel(); ++i) wv[i] = float(rng.normal());
-    for (int64_t i = 0; i < bv.numel(); ++i) bv[i] = float(rng.normal());
-    const Var<float> w(wv), b(bv);
-    std::vector<Tensor<float>> xs;
-    std::vector<std::vector<float>> plain;
-    for (const int T : {64, 33}) {
-      Tensor<float> xv(Shape{1, T, 80});
-      for (int64_t i = 0; i < xv.numel(); ++i) xv[i] = float(rng.normal());
-      xs.push_back(xv);
-      const Conv1dOptions opt{1, K / 2, 1, {T - 3}};
-      NoGradGuard ng;
-      plain.push_back(conv1d(Var<float>(xv), w, b, opt).value().to_vector());
-      const Tensor<double> wd = cast<double>(wv), bd = cast<double>(bv);
-      const auto ref = conv_ref(cast<double>(xv), wd, &bd, 1, K / 2, 1, {T - 3});
-      REQUIRE(ref.size() == plain.back().size());
-      double worst = 0;
-      for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(ref[i] - double(plain.back()[i])));
-      CHECK(worst < 1e-4);
-    }
-    CHECK(detail::ConvWeightCache::current() == nullptr);
-    {
-      ConvWeightCacheScope scope;
-      for (int round = 0; round < 2; ++round) {
-        ConvWeightCacheScope nested;  // uses the outer cache
-        for (size_t l = 0; l < xs.size(); ++l) {
-          NoGradGuard ng;
-          const int T = int(xs[l].size(1));
-          const auto y = conv1d(Var<float>(xs[l]), w, b, Conv1dOptions{1, K / 2, 1, {T - 3}}).value().to_vector();
-          CHECK(y == plain[l]);  // identical bits
-        }
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    cpu::MatmulPrecisionScope precision(bf16 ? cpu::MatmulPrecision::bf16 : cpu::MatmulPrecision::fp32);
+    for (const Case c : {Case{1, 1, 0}, Case{3, 1, 1}, Case{5, 1, 2}, Case{3, 2, 1}}) {
+      CAPTURE(c.K);
+      CAPTURE(c.stride);
+      const bool winograd = c.K == 3 && c.stride == 1;
+      Tensor<float> wv(Shape{72, 80, c.K}), bv(Shape{72});
+      for (int64_t i = 0; i < wv.numel(); ++i) wv[i] = float(rng.normal());
+      for (int64_t i = 0; i < bv.numel(); ++i) bv[i] = float(rng.normal());
+      const Var<float> w(wv), b(bv);
+      std::vector<Tensor<float>> xs;
+      std::vector<std::vector<float>> plain;
+      for (const int T : {64, 33}) {
+        Tensor<float> xv(Shape{1, T, 80});
+        for (int64_t i = 0; i < xv.numel(); ++i) xv[i] = float(rng.normal());
+        xs.push_back(xv);
+        const Conv1dOptions opt{c.stride, c.pad, 1, {T - 3}};
+        NoGradGuard ng;
+        plain.push_back(conv1d(Var<float>(xv), w, b, opt).value().to_vector());
+        const Tensor<double> wd = cast<double>(wv), bd = cast<double>(bv);
+        const auto ref = conv_ref(cast<double>(xv), wd, &bd, c.stride, c.pad, 1, {T - 3});
+        REQUIRE(ref.size() == plain.back().size());
+        double worst = 0;
+        for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(ref[i] - double(plain.back()[i])));
+        CHECK(worst < (bf16 && cpu::matmul_bf16_available() ? 0.5 : 1e-4));
       }
-      REQUIRE(detail::ConvWeightCache::current() != nullptr);
-      // the Winograd weight was transformed once for both lengths and both rounds
-      CHECK(detail::ConvWeightCache::current()->entries.size() == (K == 3 ? 1u : 0u));
+      CHECK(detail::ConvWeightCache::current() == nullptr);
+      {
+        ConvWeightCacheScope scope;
+        for (int round = 0; round < 2; ++round) {
+          ConvWeightCacheScope nested;  // uses the outer cache
+          for (size_t l = 0; l < xs.size(); ++l) {
+            NoGradGuard ng;
+            const int T = int(xs[l].size(1));
+            const auto y = conv1d(Var<float>(xs[l]), w, b, Conv1dOptions{c.stride, c.pad, 1, {T - 3}}).value().to_vector();
+            CHECK(y == plain[l]);  // identical bits
+          }
+        }
+        REQUIRE(detail::ConvWeightCache::current() != nullptr);
+        CHECK(detail::ConvWeightCache::current()->entries.size() == (winograd ? 1u : 0u));
+        CHECK(detail::ConvWeightCache::current()->gemm_entries.size() == (winograd ? 0u : 1u));
+        // the other precision inside the same scope: repacked, and again the plain path's bits
+        cpu::MatmulPrecisionScope other(bf16 ? cpu::MatmulPrecision::fp32 : cpu::MatmulPrecision::bf16);
+        NoGradGuard ng;
+        const int T = int(xs[0].size(1));
+        const Conv1dOptions opt{c.stride, c.pad, 1, {T - 3}};
+        const auto y = conv1d(Var<float>(xs[0]), w, b, opt).value().to_vector();
+        std::vector<float> want;
+        {
+          detail::ConvWeightCache* saved = detail::ConvWeightCache::current();
+          detail::ConvWeightCache::current() = nullptr;  // the uncached path, same precision
+          want = conv1d(Var<float>(xs[0]), w, b, opt).value().to_vector();
+          detail::ConvWeightCache::current() = saved;
+        }
+        CHECK(y == want);
+      }
+      CHECK(detail::ConvWeightCache::current() == nullptr);
     }
-    CHECK(detail::ConvWeightCache::current() == nullptr);
   }
 }
 

@@ -411,3 +411,39 @@ TEST_CASE("winograd_f23_fused: equals the unfused Winograd conv bit for bit and 
 #endif
   CHECK(cpu::winograd_f23_fused(x.data(), 200, 64, fp32_slabs.data(), 64, y.data(), 200, false, nullptr) == expect);
 }
+
+TEST_CASE("gemm_rows_prepacked: equals gemm_rows bit for bit (row pointers, transposed B, bias, tiny, threads)") {
+  struct P { int64_t M, N, K; bool tb; float beta; bool bias; };
+  const std::vector<P> shapes = {{100, 72, 240, true, 0.f, true}, {37, 45, 301, false, 0.5f, false},
+                                 {5, 8, 8, true, 0.f, true}, {300, 33, 800, false, 1.f, true}};
+  const int prev_threads = num_threads();
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    cpu::MatmulPrecisionScope scope(bf16 ? cpu::MatmulPrecision::bf16 : cpu::MatmulPrecision::fp32);
+    for (size_t si = 0; si < shapes.size(); ++si) {
+      const P s = shapes[si];
+      CAPTURE(si);
+      const Product p = make(Case{s.M + 2, s.N, s.K, false, s.tb, s.beta}, 1100 + si);
+      // rows of A in a scrambled order, one of them repeated (as conv patches may alias)
+      std::vector<const float*> rows(size_t(s.M));
+      for (int64_t q = 0; q < s.M; ++q) rows[size_t(q)] = p.A.data() + ((q * 7) % (s.M + 2)) * p.lda;
+      rows[0] = rows[size_t(s.M - 1)];
+      Rng rng(1200 + si);
+      std::vector<float> bias(size_t(s.N));
+      for (auto& b : bias) b = float(rng.normal());
+      const float* bp = s.bias ? bias.data() : nullptr;
+      std::vector<float> want(p.C0.begin(), p.C0.begin() + s.M * s.N);
+      cpu::gemm_rows<float>(false, s.tb, s.M, s.N, s.K, 0.75f, rows.data(), p.B.data(), p.ldb, s.beta, want.data(), s.N,
+                            bp);
+      const cpu::PackedB packed(s.tb, s.K, s.N, p.B.data(), p.ldb);
+      for (const int threads : {1, 2, 3}) {
+        CAPTURE(threads);
+        set_num_threads(threads);
+        std::vector<float> got(p.C0.begin(), p.C0.begin() + s.M * s.N);
+        cpu::gemm_rows_prepacked(s.M, 0.75f, rows.data(), packed, s.beta, got.data(), s.N, bp);
+        CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
+      }
+      set_num_threads(prev_threads);
+    }
+  }
+}

@@ -620,6 +620,8 @@ class Commands {
       st->student().set_inference_head(dcd::parse_student_head(det_.head));
     }
     const DetectorConfig cfg = detector ? detector->config() : any->config();
+    // The weights stay fixed for the whole command: each conv weight is transformed and packed once, not per video.
+    ConvWeightCacheScope weights_once;
     workflow::VideoDetections results;
     std::map<int, std::string> names = any ? label_names_of(*any) : std::map<int, std::string>{};
     io::SafeTensors dump;

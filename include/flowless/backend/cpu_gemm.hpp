@@ -732,6 +732,22 @@ struct RowsOf {  // row q of a row-major A
   int64_t lda;
   const float* operator()(int64_t q) const { return A + q * lda; }
 };
+struct RowPtrs {  // row q given by a pointer
+  const float* const* rows;
+  const float* operator()(int64_t q) const { return rows[q]; }
+};
+
+/// Whether a product of M rows over B takes B's packed panel: the conditions
+/// under which gemm() itself takes the packed path, in the panel's precision.
+inline bool use_packed_panel(const PackedB& b, int64_t M) {
+#if defined(__AVX512F__)
+  return b.rows() > 0 && M > 0 && b.cols() > 0 && b.precision() == effective_matmul_precision() &&
+         2.0 * double(M) * double(b.cols()) * double(b.rows()) >= 1e5;
+#else
+  (void)b, (void)M;
+  return false;
+#endif
+}
 
 #if defined(__AVX512F__)
 template <bool Bf16>
@@ -766,13 +782,7 @@ inline void gemm_prepacked(float alpha, float beta, const std::vector<PrepackedP
   std::vector<const PrepackedProduct*> packed;
   for (const PrepackedProduct& it : batch) {
     const PackedB& b = *it.B;
-    bool use_panel = false;
-#if defined(__AVX512F__)
-    // The conditions under which gemm() itself takes the packed path, in the panel's precision.
-    use_panel = b.rows() > 0 && it.M > 0 && b.cols() > 0 && b.precision() == effective_matmul_precision() &&
-                2.0 * double(it.M) * double(b.cols()) * double(b.rows()) >= 1e5;
-#endif
-    if (use_panel)
+    if (gemm_detail::use_packed_panel(b, it.M))
       packed.push_back(&it);
     else
       gemm<float>(false, b.trans(), it.M, b.cols(), b.rows(), alpha, it.A, it.lda, b.source(), b.ldb(), beta, it.C, it.ldc,
@@ -787,6 +797,39 @@ inline void gemm_prepacked(float alpha, float beta, const std::vector<PrepackedP
   }
 #endif
   gemm_detail::gemm_prepacked_tasks<false>(alpha, beta, packed);
+#endif
+}
+
+/// gemm_rows over a packed B: C (M x N) = alpha * A * op(B) + beta * C + bias,
+/// the rows of A (K values each) given by pointers, as gemm_rows takes them
+/// (convolution patches read in place). Equals, bit for bit,
+/// gemm_rows(false, B.trans(), M, N, K, alpha, arows, B.source(), B.ldb(), beta, C, ldc, bias)
+/// in the calling thread's precision: a weight packed once serves every call.
+inline void gemm_rows_prepacked(int64_t M, float alpha, const float* const* arows, const PackedB& B, float beta, float* C,
+                                int64_t ldc, const float* bias = nullptr) {
+  if (M <= 0 || B.cols() <= 0) return;
+  if (!gemm_detail::use_packed_panel(B, M)) {
+    gemm_rows<float>(false, B.trans(), M, B.cols(), B.rows(), alpha, arows, B.source(), B.ldb(), beta, C, ldc, bias);
+    return;
+  }
+#if defined(__AVX512F__)
+  auto run = [&](auto bf16) {
+    constexpr bool Bf16 = decltype(bf16)::value;
+    using E = std::conditional_t<Bf16, uint32_t, float>;
+    const gemm_detail::PackedProductTasks<Bf16, gemm_detail::RowPtrs> tasks{
+        false, M, B.cols(), B.rows(), alpha, gemm_detail::RowPtrs{arows}, reinterpret_cast<const E*>(B.panel()),
+        beta, C, ldc, bias};
+    parallel_for(tasks.count(), 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) tasks.run(t);
+    });
+  };
+#if defined(__AVX512BF16__)
+  if (B.precision() == MatmulPrecision::bf16) {
+    run(std::true_type{});
+    return;
+  }
+#endif
+  run(std::false_type{});
 #endif
 }
 

@@ -327,17 +327,49 @@ void apply_length_mask(T* y, int64_t B, int64_t Tout, int64_t C, const std::vect
 }
 
 /// The per-thread cache behind ConvWeightCacheScope: Winograd transforms by
-/// weight tensor, with their slabs packed for the GEMM.
+/// weight tensor, with their slabs packed for the GEMM, and the packed GEMM
+/// operand of the other dense convs (1x1: the weight read transposed; K > 1:
+/// the weight rearranged to K*Cin x Cout).
 struct ConvWeightCache {
   struct Entry {
     Tensor<float> weight;  // keeps the storage (and so the address) alive while cached
     std::vector<float> V;
     std::vector<cpu::PackedB> slabs;  // V packed in slabs[0].precision()
   };
+  struct GemmEntry {
+    Tensor<float> weight;
+    std::vector<float> Wr;                 // K > 1: the rearranged weight the panel refers to
+    std::unique_ptr<cpu::PackedB> packed;  // in packed->precision()
+  };
   std::vector<Entry> entries;
+  std::vector<GemmEntry> gemm_entries;
   static ConvWeightCache*& current() {
     thread_local ConvWeightCache* c = nullptr;
     return c;
+  }
+  /// The GEMM operand of a dense conv's forward with weight W (Cout x Cin x K)
+  /// packed in the calling thread's matmul precision: for K == 1 op(B) = W^T
+  /// (Cin x Cout), else conv_weight_to_gemm's K*Cin x Cout rearrangement.
+  const cpu::PackedB& packed_forward(const Tensor<float>& W) {
+    GemmEntry* hit = nullptr;
+    for (auto& e : gemm_entries)
+      if (e.weight.data() == W.data() && e.weight.shape() == W.shape()) hit = &e;
+    const int64_t Cout = W.size(0), Cin = W.size(1), K = W.size(2);
+    if (!hit) {
+      gemm_entries.push_back(GemmEntry{W, {}, nullptr});
+      hit = &gemm_entries.back();
+      if (K > 1) {
+        hit->Wr.resize(static_cast<size_t>(K * Cin * Cout));
+        conv_weight_to_gemm(W.data(), Cout, Cin, K, hit->Wr.data());
+      }
+    }
+    if (!hit->packed || hit->packed->precision() != cpu::effective_matmul_precision()) {
+      if (K == 1)
+        hit->packed = std::make_unique<cpu::PackedB>(true, Cin, Cout, W.data(), Cin);
+      else
+        hit->packed = std::make_unique<cpu::PackedB>(false, K * Cin, Cout, hit->Wr.data(), Cout);
+    }
+    return *hit->packed;
   }
   /// The forward Winograd transform of W (Cout x Cin x 3), computed on first
   /// use, and its packed slabs in the calling thread's matmul precision.
@@ -412,6 +444,9 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
   Tensor<T> Y(Shape{B, Tout, Cout});
   const int64_t Cg = Cin / G, Og = Cout / G;
   if (dense) {
+    detail::ConvWeightCache* cache = nullptr;
+    if constexpr (std::is_same_v<T, float>) cache = detail::ConvWeightCache::current();
+    const bool cached_gemm_weight = cache != nullptr;
     std::vector<T> Wr, V;  // built on first use
     std::vector<cpu::PackedB> Vslabs;  // V packed for the GEMM, once for the whole batch
     std::vector<const T*> prow;
@@ -439,6 +474,11 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           if (!Vslabs.empty()) slabs = Vslabs.data();
         }
         detail::conv3_winograd(xb, Tn, Cin, Vp, Cout, yb, L, false, bv, slabs);
+      } else if (cached_gemm_weight) {
+        // the weight packed once while a ConvWeightCacheScope lives (same bits as the branches below)
+        detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
+        if constexpr (std::is_same_v<T, float>)
+          cpu::gemm_rows_prepacked(L, 1.f, prow.data(), cache->packed_forward(W), 0.f, yb, Cout, bv);
       } else if (K == 1) {
         // A 1x1 conv is X W^T: the GEMM reads W (Cout x Cin) transposed while packing it.
         detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);

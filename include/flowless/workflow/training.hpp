@@ -130,6 +130,8 @@ std::vector<eval::Prediction> detect_split(models::AnyModel<T>& model, const std
   o.modality = "all";
   data::Dataset ds(data_dir, o);
   std::vector<eval::Prediction> preds;
+  // The weights stay fixed for the whole split: transform and pack each conv weight once, not once per video.
+  ConvWeightCacheScope weights_once;
   for (size_t i = 0; i < ds.size(); ++i) {
     int Tn = 0;
     auto x = ds.features(i, &Tn);
