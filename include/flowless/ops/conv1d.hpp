@@ -391,13 +391,17 @@ struct ConvWeightCache {
 
 }  // namespace detail
 
-/// While a ConvWeightCacheScope lives on this thread, conv1d's forward keeps the
-/// Winograd transform of every weight it sees and reuses it when the same
-/// weight tensor comes again: a head shared by all pyramid levels transforms
-/// its weights once instead of once per level. Contract: the cached weights do
-/// not change while the scope lives (open it around one forward pass, never
-/// across an optimizer step). Scopes nest: an inner one uses the outer cache.
-/// Results are identical with and without a scope.
+/// While a ConvWeightCacheScope lives on this thread, conv1d's forward keeps,
+/// for every dense float conv weight it sees, the Winograd transform (k = 3)
+/// or the packed GEMM operand (other kernels) in the thread's matmul
+/// precision, and reuses it when the same weight tensor comes again: a head
+/// shared by all pyramid levels prepares its weights once instead of once per
+/// level, and a scope held across many videos (flowless detect, evaluation)
+/// once for all of them. Contract: the cached weights do not change while the
+/// scope lives (never hold one across an optimizer step or a weight load).
+/// The cache holds the packed copies (about one more copy of the conv
+/// weights) until the scope ends. Scopes nest: an inner one uses the outer
+/// cache. Results are identical, bit for bit, with and without a scope.
 class ConvWeightCacheScope {
  public:
   ConvWeightCacheScope() {
