@@ -57,7 +57,8 @@ Var<T> laf_gate(const Var<T>& q, const Var<T>& k, const Var<T>& x, const std::ve
         std::fill(yr, yr + D, T(0));
         continue;
       }
-      // one row at a time (Eigen's vectorised exp): the same values for any thread count
+      // one row at a time (Eigen's vectorised exp) of the 64-byte aligned output: which
+      // elements take the vector exp depends only on the row, never on the thread count
       detail::EwCArr<T> qa(pq + r * D, D), ka(pk + r * D, D), xa(px + r * D, D);
       detail::EwArr<T>(yr, D) = xa / (T(1) + (-(qa * ka)).exp());
     }
@@ -74,8 +75,9 @@ Var<T> laf_gate(const Var<T>& q, const Var<T>& k, const Var<T>& x, const std::ve
     T* dx = gx ? out.input_grad(2).data() : nullptr;
     const int64_t rows = out.grad.numel() / std::max<int64_t>(D, 1);
     parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-      std::vector<T> sbuf(static_cast<size_t>(2 * D));
-      detail::EwArr<T> s(sbuf.data(), D), ds(sbuf.data() + D, D);
+      // Eigen's own (64-byte aligned) arrays: which elements take the vector exp
+      // depends on the destination's alignment, so it must not vary from call to call.
+      Eigen::Array<T, Eigen::Dynamic, 1> s(D), ds(D);
       for (int64_t r = r0; r < r1; ++r) {
         if (r % Tn >= L[r / Tn]) continue;
         const int64_t o = r * D;
