@@ -39,6 +39,47 @@ namespace flowless::cpu {
 
 namespace winograd_detail {
 
+/// Row i of the input transform for one output pair: d[j] = x[2m - 1 + j]
+/// (a zero row outside the sequence), U = (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
+template <class T>
+void input_row(int64_t i, const T* const (&d)[4], T* __restrict u, int64_t C) {
+  const T* __restrict d0 = d[0];
+  const T* __restrict d1 = d[1];
+  const T* __restrict d2 = d[2];
+  const T* __restrict d3 = d[3];
+  switch (i) {
+    case 0: for (int64_t c = 0; c < C; ++c) u[c] = d0[c] - d2[c]; break;
+    case 1: for (int64_t c = 0; c < C; ++c) u[c] = d1[c] + d2[c]; break;
+    case 2: for (int64_t c = 0; c < C; ++c) u[c] = d2[c] - d1[c]; break;
+    default: for (int64_t c = 0; c < C; ++c) u[c] = d1[c] - d3[c]; break;
+  }
+}
+
+/// The output transform of one pair over columns [c0, c1), from its rows
+/// q_i = q + i * stride of the four products: y0 (+)= (q0 + q1) + q2, and,
+/// when y1 is not null, y1 (+)= (q1 - q2) - q3; without accumulate, plus bias
+/// (or null).
+template <class T>
+void output_pair(const T* q, int64_t stride, T* y0, T* y1, int64_t c0, int64_t c1, bool accumulate, const T* bias) {
+  const T* q0 = q;
+  const T* q1 = q0 + stride;
+  const T* q2 = q1 + stride;
+  const T* q3 = q2 + stride;
+  if (accumulate)
+    for (int64_t c = c0; c < c1; ++c) y0[c] += (q0[c] + q1[c]) + q2[c];
+  else if (bias)
+    for (int64_t c = c0; c < c1; ++c) y0[c] = ((q0[c] + q1[c]) + q2[c]) + bias[c];
+  else
+    for (int64_t c = c0; c < c1; ++c) y0[c] = (q0[c] + q1[c]) + q2[c];
+  if (!y1) return;
+  if (accumulate)
+    for (int64_t c = c0; c < c1; ++c) y1[c] += (q1[c] - q2[c]) - q3[c];
+  else if (bias)
+    for (int64_t c = c0; c < c1; ++c) y1[c] = ((q1[c] - q2[c]) - q3[c]) + bias[c];
+  else
+    for (int64_t c = c0; c < c1; ++c) y1[c] = (q1[c] - q2[c]) - q3[c];
+}
+
 #if defined(__AVX512F__)
 constexpr int64_t kPairs = 48;  // output pairs per task (4 slivers of 12 rows)
 
@@ -78,17 +119,7 @@ void run(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t 
             const int64_t r = 2 * m - 1 + j;
             d[j] = (r >= 0 && r < Tx) ? x + r * Cin : zero.data();
           }
-          float* __restrict u = U + mm * Cin;
-          const float* __restrict d0 = d[0];
-          const float* __restrict d1 = d[1];
-          const float* __restrict d2 = d[2];
-          const float* __restrict d3 = d[3];
-          switch (i) {
-            case 0: for (int64_t c = 0; c < Cin; ++c) u[c] = d0[c] - d2[c]; break;
-            case 1: for (int64_t c = 0; c < Cin; ++c) u[c] = d1[c] + d2[c]; break;
-            case 2: for (int64_t c = 0; c < Cin; ++c) u[c] = d2[c] - d1[c]; break;
-            default: for (int64_t c = 0; c < Cin; ++c) u[c] = d1[c] - d3[c]; break;
-          }
+          input_row(i, d, U + mm * Cin, Cin);
         }
         const Tasks pt{false, pc, Cout, Cin, 1.f, gemm_detail::RowsOf{U, Cin},
                        reinterpret_cast<const E*>(slabs[i].panel()), 0.f, Mt + i * kPairs * Cout, Cout, nullptr};
@@ -97,26 +128,9 @@ void run(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t 
       const int64_t cols = ncg == 1 ? Cout : gemm_detail::kNC;  // PackedProductTasks' column groups
       const int64_t c0 = g * cols, c1 = std::min(Cout, c0 + cols);
       for (int64_t mm = 0; mm < pc; ++mm) {
-        const int64_t m = mbeg + mm;
-        const float* q0 = Mt + mm * Cout;
-        const float* q1 = q0 + kPairs * Cout;
-        const float* q2 = q1 + kPairs * Cout;
-        const float* q3 = q2 + kPairs * Cout;
-        float* y0 = y + 2 * m * Cout;
-        if (accumulate)
-          for (int64_t c = c0; c < c1; ++c) y0[c] += (q0[c] + q1[c]) + q2[c];
-        else if (bias)
-          for (int64_t c = c0; c < c1; ++c) y0[c] = ((q0[c] + q1[c]) + q2[c]) + bias[c];
-        else
-          for (int64_t c = c0; c < c1; ++c) y0[c] = (q0[c] + q1[c]) + q2[c];
-        if (2 * m + 1 >= Ly) continue;
-        float* y1 = y0 + Cout;
-        if (accumulate)
-          for (int64_t c = c0; c < c1; ++c) y1[c] += (q1[c] - q2[c]) - q3[c];
-        else if (bias)
-          for (int64_t c = c0; c < c1; ++c) y1[c] = ((q1[c] - q2[c]) - q3[c]) + bias[c];
-        else
-          for (int64_t c = c0; c < c1; ++c) y1[c] = (q1[c] - q2[c]) - q3[c];
+        float* y0 = y + 2 * (mbeg + mm) * Cout;
+        output_pair(Mt + mm * Cout, kPairs * Cout, y0, 2 * (mbeg + mm) + 1 < Ly ? y0 + Cout : nullptr, c0, c1,
+                    accumulate, bias);
       }
     }
   });

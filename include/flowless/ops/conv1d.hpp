@@ -244,16 +244,7 @@ void conv3_winograd_unfused(const T* x, int64_t Tx, int64_t Cin, const T* V, int
           const int64_t r = 2 * m - 1 + j;
           d[j] = (r >= 0 && r < Tx) ? x + r * Cin : zero.data();
         }
-        T* u0 = u + mm * Cin;
-        T* u1 = u0 + pc * Cin;
-        T* u2 = u1 + pc * Cin;
-        T* u3 = u2 + pc * Cin;
-        for (int64_t c = 0; c < Cin; ++c) {
-          u0[c] = d[0][c] - d[2][c];
-          u1[c] = d[1][c] + d[2][c];
-          u2[c] = d[2][c] - d[1][c];
-          u3[c] = d[1][c] - d[3][c];
-        }
+        for (int64_t i = 0; i < 4; ++i) cpu::winograd_detail::input_row(i, d, u + (i * pc + mm) * Cin, Cin);
       }
     });
     if constexpr (std::is_same_v<T, float>) {
@@ -267,26 +258,9 @@ void conv3_winograd_unfused(const T* x, int64_t Tx, int64_t Cin, const T* V, int
     }
     parallel_for(pc, 32, [&](int64_t m0, int64_t m1) {
       for (int64_t mm = m0; mm < m1; ++mm) {
-        const int64_t m = mc + mm;
-        const T* q0 = mb + mm * Cout;
-        const T* q1 = q0 + pc * Cout;
-        const T* q2 = q1 + pc * Cout;
-        const T* q3 = q2 + pc * Cout;
-        T* y0 = y + 2 * m * Cout;
-        if (accumulate)
-          for (int64_t c = 0; c < Cout; ++c) y0[c] += (q0[c] + q1[c]) + q2[c];
-        else if (bias)
-          for (int64_t c = 0; c < Cout; ++c) y0[c] = ((q0[c] + q1[c]) + q2[c]) + bias[c];
-        else
-          for (int64_t c = 0; c < Cout; ++c) y0[c] = (q0[c] + q1[c]) + q2[c];
-        if (2 * m + 1 >= Ly) continue;
-        T* y1 = y0 + Cout;
-        if (accumulate)
-          for (int64_t c = 0; c < Cout; ++c) y1[c] += (q1[c] - q2[c]) - q3[c];
-        else if (bias)
-          for (int64_t c = 0; c < Cout; ++c) y1[c] = ((q1[c] - q2[c]) - q3[c]) + bias[c];
-        else
-          for (int64_t c = 0; c < Cout; ++c) y1[c] = (q1[c] - q2[c]) - q3[c];
+        T* y0 = y + 2 * (mc + mm) * Cout;
+        cpu::winograd_detail::output_pair(mb + mm * Cout, pc * Cout, y0, 2 * (mc + mm) + 1 < Ly ? y0 + Cout : nullptr,
+                                          int64_t(0), Cout, accumulate, bias);
       }
     });
   }
