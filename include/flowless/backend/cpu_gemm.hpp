@@ -52,6 +52,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -516,6 +517,12 @@ struct PackedProductTasks {
   int64_t ncg = nrb >= 8 ? 1 : (N + kNC - 1) / kNC;
 
   int64_t count() const { return nrb * ncg; }
+  /// The columns [first, second) of C that task t computes.
+  std::pair<int64_t, int64_t> columns(int64_t t) const {
+    const int64_t cg_cols = ncg == 1 ? N : kNC;
+    const int64_t g0 = (t % ncg) * cg_cols;
+    return {g0, std::min(N, g0 + cg_cols)};
+  }
   void run(int64_t t) const {
     auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_, const float* bi) {
 #if defined(__AVX512BF16__)
@@ -528,9 +535,8 @@ struct PackedProductTasks {
     };
     constexpr int64_t KC = packed_kc<Bf16>();
     const int64_t nsl = (N + kNR - 1) / kNR, npc = (K + KC - 1) / KC;
-    const int64_t cg_cols = ncg == 1 ? N : kNC;
     const int64_t m0 = (t / ncg) * kMB, m1 = std::min(M, m0 + kMB);
-    const int64_t g0 = (t % ncg) * cg_cols, g1 = std::min(N, g0 + cg_cols);
+    const auto [g0, g1] = columns(t);
     const int64_t nas = (m1 - m0 + kMR - 1) / kMR;
     // fp32: nas packed slivers; bf16: the same space holds them as pairs, plus one fp32 sliver of staging.
     float* scratch = a_scratch(nas * kMR * packed_klen<Bf16>(KC) + (Bf16 ? kMR * KC : 0));

@@ -101,9 +101,9 @@ void run(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t 
   using Tasks = gemm_detail::PackedProductTasks<Bf16, gemm_detail::RowsOf>;
   const int64_t P = (Ly + 1) / 2;
   const int64_t nrb = (P + kPairs - 1) / kPairs;
-  // A product of <= kPairs rows is one row block; its column groups are the tasks' second index.
-  const int64_t ncg = Tasks{false, kPairs, Cout, Cin, 1.f, gemm_detail::RowsOf{nullptr, Cin}, nullptr, 0.f, nullptr, Cout, nullptr}
-                          .count();
+  // The task layout of one product of <= kPairs rows (one row block): its column groups.
+  const Tasks layout{false, kPairs, Cout, Cin, 1.f, gemm_detail::RowsOf{nullptr, Cin}, nullptr, 0.f, nullptr, Cout, nullptr};
+  const int64_t ncg = layout.count();
   const std::vector<float> zero(static_cast<size_t>(Cin), 0.f);  // the rows outside [0, Tx)
   parallel_for(nrb * ncg, 1, [&](int64_t t0, int64_t t1) {
     float* U = scratch(kPairs * Cin + 4 * kPairs * Cout);
@@ -125,8 +125,7 @@ void run(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t 
                        reinterpret_cast<const E*>(slabs[i].panel()), 0.f, Mt + i * kPairs * Cout, Cout, nullptr};
         pt.run(g);
       }
-      const int64_t cols = ncg == 1 ? Cout : gemm_detail::kNC;  // PackedProductTasks' column groups
-      const int64_t c0 = g * cols, c1 = std::min(Cout, c0 + cols);
+      const auto [c0, c1] = layout.columns(g);  // the columns the products' task g wrote
       for (int64_t mm = 0; mm < pc; ++mm) {
         float* y0 = y + 2 * (mbeg + mm) * Cout;
         output_pair(Mt + mm * Cout, kPairs * Cout, y0, 2 * (mbeg + mm) + 1 < Ly ? y0 + Cout : nullptr, c0, c1,

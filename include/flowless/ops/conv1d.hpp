@@ -424,7 +424,6 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
   if (dense) {
     detail::ConvWeightCache* cache = nullptr;
     if constexpr (std::is_same_v<T, float>) cache = detail::ConvWeightCache::current();
-    const bool cached_gemm_weight = cache != nullptr;
     std::vector<T> Wr, V;  // built on first use
     std::vector<cpu::PackedB> Vslabs;  // V packed for the GEMM, once for the whole batch
     std::vector<const T*> prow;
@@ -452,7 +451,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           if (!Vslabs.empty()) slabs = Vslabs.data();
         }
         detail::conv3_winograd(xb, Tn, Cin, Vp, Cout, yb, L, false, bv, slabs);
-      } else if (cached_gemm_weight) {
+      } else if (cache) {
         // the weight packed once while a ConvWeightCacheScope lives (same bits as the branches below)
         detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
         if constexpr (std::is_same_v<T, float>)
