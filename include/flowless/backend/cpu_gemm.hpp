@@ -460,6 +460,45 @@ inline void kernel_12x32_bf16(int64_t kc2, const uint32_t* __restrict a, const u
 }
 #endif  // __AVX512BF16__
 
+/// The packing and micro-kernel of one operand precision: fp32 slots, or
+/// bfloat16 pairs in 32-bit slots (E). Primitives<true> exists only with
+/// AVX512-BF16, and every Bf16 = true path is compiled under that condition.
+/// pack_a's staging (one fp32 sliver of kMR x kc) is used by bf16 only.
+template <bool Bf16>
+struct Primitives {
+  using E = float;
+  static void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc, int64_t n0, E* dst) {
+    pack_b_sliver(trans_b, B, ldb, N, p0, kc, n0, dst);
+  }
+  template <class Row>
+  static void pack_a(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* /*staging*/,
+                     E* dst) {
+    pack_a_sliver(trans_a, row, M, m0, p0, kc, dst);
+  }
+  static void kernel(int64_t kl, const E* a, const E* b, float* c, int64_t ldc, float alpha, float cb,
+                     const float* bias) {
+    kernel_12x32(kl, a, b, c, ldc, alpha, cb, bias);
+  }
+};
+#if defined(__AVX512BF16__)
+template <>
+struct Primitives<true> {
+  using E = uint32_t;
+  static void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc, int64_t n0, E* dst) {
+    pack_b_sliver_bf16(trans_b, B, ldb, N, p0, kc, n0, dst);
+  }
+  template <class Row>
+  static void pack_a(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* staging,
+                     E* dst) {
+    pack_a_sliver_bf16(trans_a, row, M, m0, p0, kc, staging, dst);
+  }
+  static void kernel(int64_t kl, const E* a, const E* b, float* c, int64_t ldc, float alpha, float cb,
+                     const float* bias) {
+    kernel_12x32_bf16(kl, a, b, c, ldc, alpha, cb, bias);
+  }
+};
+#endif
+
 /// Packed length of a K-block of kc values (bf16 pairs take half the slots).
 template <bool Bf16>
 constexpr int64_t packed_klen(int64_t kc) {
@@ -486,13 +525,7 @@ void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t 
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t p = t / nsl, j = t % nsl, p0 = p * KC, kc = std::min(KC, K - p0);
       E* dst = Bp + packed_klen<Bf16>(p0) * nsl * kNR + j * packed_klen<Bf16>(kc) * kNR;
-#if defined(__AVX512BF16__)
-      if constexpr (Bf16) {
-        pack_b_sliver_bf16(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
-        continue;
-      }
-#endif
-      if constexpr (!Bf16) pack_b_sliver(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
+      Primitives<Bf16>::pack_b(trans_b, B, ldb, N, p0, kc, j * kNR, dst);
     }
   });
 }
@@ -524,15 +557,7 @@ struct PackedProductTasks {
     return {g0, std::min(N, g0 + cg_cols)};
   }
   void run(int64_t t) const {
-    auto kernel = [](int64_t kl, const E* a, const E* b, float* c, int64_t ldc_, float al, float cb_, const float* bi) {
-#if defined(__AVX512BF16__)
-      if constexpr (Bf16) {
-        kernel_12x32_bf16(kl, a, b, c, ldc_, al, cb_, bi);
-        return;
-      }
-#endif
-      if constexpr (!Bf16) kernel_12x32(kl, a, b, c, ldc_, al, cb_, bi);
-    };
+    const auto kernel = [](auto... args) { Primitives<Bf16>::kernel(args...); };
     constexpr int64_t KC = packed_kc<Bf16>();
     const int64_t nsl = (N + kNR - 1) / kNR, npc = (K + KC - 1) / KC;
     const int64_t m0 = (t / ncg) * kMB, m1 = std::min(M, m0 + kMB);
@@ -546,14 +571,8 @@ struct PackedProductTasks {
       const float cb = p == 0 ? beta : 1.f;
       const bool last = p == npc - 1;
       for (int64_t s = 0; s < nas; ++s) {
-#if defined(__AVX512BF16__)
-        if constexpr (Bf16) {
-          pack_a_sliver_bf16(trans_a, arow, M, m0 + s * kMR, p0, kc, scratch + nas * kMR * packed_klen<Bf16>(KC),
-                             Ap + s * kMR * kl);
-          continue;
-        }
-#endif
-        if constexpr (!Bf16) pack_a_sliver(trans_a, arow, M, m0 + s * kMR, p0, kc, Ap + s * kMR * kl);
+        Primitives<Bf16>::pack_a(trans_a, arow, M, m0 + s * kMR, p0, kc, scratch + nas * kMR * packed_klen<Bf16>(KC),
+                                 Ap + s * kMR * kl);
       }
       const E* Bblk = Bp + packed_klen<Bf16>(p0) * nsl * kNR;
       for (int64_t n0 = g0; n0 < g1; n0 += kNC) {
