@@ -213,6 +213,7 @@ class DcdStudent : public nn::Module<T> {
                            const std::vector<std::vector<int>>& lengths) const {
     FLOWLESS_CHECK(motion.size() == appearance.size() && motion.size() == lengths.size(), "DcdStudent::fuse: ",
                    motion.size(), " motion, ", appearance.size(), " appearance levels and ", lengths.size(), " lengths");
+    ConvWeightCacheScope weights_once;  // LAF's query/key weights packed once for all levels, as in the heads
     std::vector<Var<T>> out;
     for (size_t l = 0; l < motion.size(); ++l) {
       if (laf_motion_)
@@ -274,6 +275,7 @@ class DcdStudent : public nn::Module<T> {
 
  private:
   std::vector<Var<T>> project(const nn::MaskedConv1d<T>& proj, const Pyramid<T>& p) const {
+    ConvWeightCacheScope weights_once;  // the projection's weight packed once for all levels
     std::vector<Var<T>> out;
     for (size_t l = 0; l < p.first.size(); ++l) out.push_back(proj.forward(p.first[l], p.second[l]));
     return out;
