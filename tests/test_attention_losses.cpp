@@ -472,7 +472,7 @@ TEST_CASE("losses: gradients match finite differences (double)") {
   flowless::test::check_gradients([&](std::vector<Var<double>>& in) { return diou_loss_1d(in[0], td); }, {p});
 }
 
-TEST_CASE("losses: sums do not depend on the thread count; no-grad records nothing") {
+TEST_CASE("losses: sums do not depend on the thread count, no-grad records nothing") {
   Rng rng(13);
   Tensor<float> x(Shape{4536, 20}), y(Shape{4536, 20});
   for (int64_t i = 0; i < x.numel(); ++i) {

@@ -212,7 +212,7 @@ TEST_CASE("conv1d: dense float convs (1x1, Winograd, im2col) give the same bits 
   }
 }
 
-TEST_CASE("host block cache: large blocks are reused by size class; the limit bounds what stays cached") {
+TEST_CASE("host block cache: large blocks are reused by size class, the limit bounds what stays cached") {
   auto& c = HostBlockCache::global();
   const size_t prev = c.limit();
   c.release();

@@ -301,7 +301,7 @@ TEST_CASE("dcd window_pool1d and laf_gate: results and gradients do not depend o
   CHECK(run(1) == run(2));
 }
 
-TEST_CASE("dcd laf_gate: forward equals sigmoid(q k) x on valid rows; gradients (double)") {
+TEST_CASE("dcd laf_gate: forward equals sigmoid(q k) x on valid rows, gradients (double)") {
   Rng rng(9);
   const std::vector<int> lengths{5, 2};
   Var<double> q = Var<double>::parameter(random_tensor(Shape{2, 5, 4}, rng));
@@ -479,7 +479,7 @@ TEST_CASE("dcd student: shapes for both detector families, parameter names, fusi
   CHECK_THROWS_AS(dcd::DcdStudent<float>{bad}, Error);
 }
 
-TEST_CASE("dcd distillation: d_f and d_p equal their documented normalisations; padding is ignored") {
+TEST_CASE("dcd distillation: d_f and d_p equal their documented normalisations, padding is ignored") {
   Rng rng(21);
   const std::vector<std::vector<int>> lens{{6, 3}, {3, 2}};
   // d_f
@@ -557,7 +557,7 @@ TEST_CASE("dcd distillation: d_f and d_p equal their documented normalisations; 
       params, 1e-6, 2e-5);
 }
 
-TEST_CASE("dcd training: detector, plain KD and DCD losses decrease on the tiny synthetic set; the teacher stays frozen") {
+TEST_CASE("dcd training: detector, plain KD and DCD losses decrease on the tiny synthetic set, the teacher stays frozen") {
   models::Detector<float>& teacher = flow_teacher();
   const auto teacher_before = snapshot(teacher);
   const data::Batch& b = fixed_batch();
@@ -740,7 +740,7 @@ TEST_CASE("dcd student file: save/load reproduces detections bit for bit, holds 
   CHECK_THROWS_AS(dcd::load_dcd_student<float>(tpath), Error);
 }
 
-TEST_CASE("dcd tasks: a Trainer run checkpoints the normalisers and generator; channel resolution") {
+TEST_CASE("dcd tasks: a Trainer run checkpoints the normalisers and generator, channel resolution") {
   models::Detector<float>& teacher = flow_teacher();
   dcd::DcdStudentConfig sc;
   sc.detector = tiny_config("temporalmaxer", "rgb");
@@ -792,7 +792,7 @@ TEST_CASE("dcd tasks: a Trainer run checkpoints the normalisers and generator; c
   CHECK(x[(1 * b.T + 5) * 16 + 3] == b.feats[size_t((1 * b.T + 5) * 32 + 16 + 3)]);
 }
 
-TEST_CASE("dcd experiment variants: names, options, file stems; bad specs name the spec and the problem") {
+TEST_CASE("dcd experiment variants: names, options, file stems, bad specs name the spec and the problem") {
   workflow::TrainRequest r;
   workflow::configure_variant(r, "dcd-laf:window=9,aggregation=max,residual=1,norm=1,out_proj=1,joint_grad=0,branch_dim=32,"
                                  "branch_weight=0.5,lambda_f=2,lambda_p=0.25");

@@ -168,7 +168,7 @@ TEST_CASE("gemm: B panels beyond the per-thread buffer's cap (weight gradients o
 #endif
 }
 
-TEST_CASE("gemm: MatmulPrecisionScope nests and restores; unknown names are errors") {
+TEST_CASE("gemm: MatmulPrecisionScope nests and restores, unknown names are errors") {
   CHECK(cpu::matmul_precision() == cpu::MatmulPrecision::fp32);
   {
     cpu::MatmulPrecisionScope a(cpu::MatmulPrecision::bf16);

@@ -390,7 +390,7 @@ TEST_CASE("io npz: np.savez archives, ZIP64, round trip, compressed refused") {
 
 // ------------------------------------------------------------------ zip ----
 
-TEST_CASE("io zip: writer/reader agree; CRC and bounds are checked") {
+TEST_CASE("io zip: writer/reader agree, CRC and bounds are checked") {
   CHECK(fio::crc32("123456789", 9) == 0xCBF43926u);
   fio::ZipWriter w("mem.zip");
   w.add("a.txt", std::string("hello"));
@@ -632,7 +632,7 @@ TEST_CASE("io pth: views, storage sharing, dtypes, parameters, protocol 4") {
   CHECK(lin.at("bias").to_float32("b") == std::vector<float>{0.5f, -1, 2});
 }
 
-TEST_CASE("io pth: pickle code is never executed; only the chosen state dict must be tensors") {
+TEST_CASE("io pth: pickle code is never executed, only the chosen state dict must be tensors") {
   // evil.pth = {'good': {'module.w': t}, 'bad': {'module.w': t, 'evil': os.system(...)}, 'meta': os.system(...), 'n': 3}
   const std::string evil = io_data("io/evil.pth");
   auto good = fio::load_pth_state_dict(evil, "good");

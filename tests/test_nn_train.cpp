@@ -514,7 +514,7 @@ TEST_CASE("train optimizer: AdamW matches torch.optim.AdamW with the reference's
   run(float(), 2e-7);
 }
 
-TEST_CASE("train optimizer: state save/load resumes exactly; errors") {
+TEST_CASE("train optimizer: state save/load resumes exactly, errors") {
   ConvAndScale<float> a, b;
   b.load_state_dict(a.state_dict(), "copy");
   train::AdamW<float> oa(a, 1e-3, 0.05), ob(b, 1e-3, 0.05);

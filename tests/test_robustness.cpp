@@ -425,7 +425,7 @@ TEST_CASE("robustness: parse_pth_state_dict reads checkpoints held in memory lik
   }
 }
 
-TEST_CASE("robustness: evaluation keeps ground truth beyond the video end; < 1 ms segments are dropped") {
+TEST_CASE("robustness: evaluation keeps ground truth beyond the video end, < 1 ms segments are dropped") {
   // GT [8, 12] s in a 10 s video stays as it is (the reference evaluator does
   // not clip), so a prediction of exactly [8, 12] is a perfect match, and one
   // clipped to the video end ([8, 10], tIoU 0.5) is not at tIoU 0.7.
