@@ -246,3 +246,53 @@ TEST_CASE("host block cache: large blocks are reused by size class, the limit bo
   c.set_limit(prev);
   c.release();
 }
+
+TEST_CASE("host block cache: blocks live at the high-water mark stay cached, a miss frees the oldest to keep the bound") {
+  auto& c = HostBlockCache::global();
+  const size_t prev = c.limit();
+  c.release();
+  CHECK(c.peak_bytes() == c.live_bytes());  // release restarts the high-water mark
+  const size_t MiB = size_t(1) << 20, L0 = c.live_bytes();
+  c.set_limit(4 * MiB);
+  // the memory of large blocks never exceeds the high-water mark plus the limit
+  auto bound_holds = [&] { return c.live_bytes() + c.cached_bytes() <= c.peak_bytes() + 4 * MiB; };
+  void* a[3];
+  for (auto& p : a) p = c.allocate(8 * MiB);  // 8 MiB is a class of its own
+  CHECK(c.live_bytes() == L0 + 24 * MiB);
+  CHECK(c.peak_bytes() == L0 + 24 * MiB);
+  for (auto* p : a) {
+    c.deallocate(p);
+    CHECK(bound_holds());
+  }
+  CHECK(c.cached_bytes() == 24 * MiB);  // six times the limit: all of it was live at the peak
+  const uint64_t hits = c.hits();
+  void* b = c.allocate(8 * MiB);  // the next "pass" finds its block: the most recently cached one
+  CHECK(b == a[2]);
+  CHECK(c.hits() == hits + 1);
+  CHECK(c.cached_bytes() == 16 * MiB);
+  void* d = c.allocate(12 * MiB);  // not cached: live 20 MiB of the 24 MiB peak, so 8 MiB may stay cached
+  CHECK(c.cached_bytes() == 8 * MiB);
+  CHECK(bound_holds());
+  CHECK(c.peak_bytes() == L0 + 24 * MiB);
+  void* b2 = c.allocate(8 * MiB);  // the oldest block (a[0]) was the one freed
+  CHECK(b2 == a[1]);
+  c.deallocate(b2);
+  c.deallocate(b);
+  c.deallocate(d);
+  CHECK(c.cached_bytes() == 28 * MiB);
+  CHECK(bound_holds());
+  void* e = c.allocate(40 * MiB);  // a new high-water mark: only the limit may stay cached
+  CHECK(c.peak_bytes() == L0 + 40 * MiB);
+  CHECK(c.cached_bytes() == 0);
+  CHECK(bound_holds());
+  c.deallocate(e);
+  CHECK(c.cached_bytes() == 40 * MiB);
+  c.set_limit(0);  // nothing stays cached, whatever the high-water mark
+  CHECK(c.cached_bytes() == 0);
+  void* f = c.allocate(8 * MiB);
+  c.deallocate(f);
+  CHECK(c.cached_bytes() == 0);
+  c.set_limit(prev);
+  c.release();
+  CHECK(c.peak_bytes() == c.live_bytes());
+}
