@@ -517,7 +517,7 @@ inline int64_t packed_b_floats(int64_t K, int64_t N) { return K * ((N + kNR - 1)
 /// [klen(p*KC)*nsl*32, ...), sliver j at j*klen(kc)*32 inside it.
 template <bool Bf16>
 void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t N, void* out) {
-  using E = std::conditional_t<Bf16, uint32_t, float>;
+  using E = typename Primitives<Bf16>::E;
   E* Bp = static_cast<E*>(out);
   constexpr int64_t KC = packed_kc<Bf16>();
   const int64_t nsl = (N + kNR - 1) / kNR, npc = (K + KC - 1) / KC;
@@ -536,7 +536,7 @@ void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t K, int64_t 
 /// never on the thread count; run(t) for every t < count() computes C.
 template <bool Bf16, class Row>
 struct PackedProductTasks {
-  using E = std::conditional_t<Bf16, uint32_t, float>;
+  using E = typename Primitives<Bf16>::E;
   bool trans_a;
   int64_t M, N, K;
   float alpha;
@@ -603,7 +603,7 @@ struct PackedProductTasks {
 template <bool Bf16, class Row>
 void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const Row& arow,
                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
-  using E = std::conditional_t<Bf16, uint32_t, float>;
+  using E = typename Primitives<Bf16>::E;
   AlignedBuf b_own;
   E* Bp = reinterpret_cast<E*>(b_panel(packed_b_floats(K, N), b_own));
   pack_b_panel<Bf16>(trans_b, B, ldb, K, N, Bp);
@@ -777,7 +777,7 @@ inline bool use_packed_panel(const PackedB& b, int64_t M) {
 #if defined(__AVX512F__)
 template <bool Bf16>
 void gemm_prepacked_tasks(float alpha, float beta, const std::vector<const PrepackedProduct*>& items) {
-  using E = std::conditional_t<Bf16, uint32_t, float>;
+  using E = typename Primitives<Bf16>::E;
   std::vector<PackedProductTasks<Bf16, RowsOf>> tasks;
   std::vector<int64_t> first;  // first task of each product in the joint numbering
   int64_t total = 0;
@@ -840,7 +840,7 @@ inline void gemm_rows_prepacked(int64_t M, float alpha, const float* const* arow
 #if defined(__AVX512F__)
   auto run = [&](auto bf16) {
     constexpr bool Bf16 = decltype(bf16)::value;
-    using E = std::conditional_t<Bf16, uint32_t, float>;
+    using E = typename gemm_detail::Primitives<Bf16>::E;
     const gemm_detail::PackedProductTasks<Bf16, gemm_detail::RowPtrs> tasks{
         false, M, B.cols(), B.rows(), alpha, gemm_detail::RowPtrs{arows}, reinterpret_cast<const E*>(B.panel()),
         beta, C, ldc, bias};

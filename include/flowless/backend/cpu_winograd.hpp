@@ -97,7 +97,7 @@ inline float* scratch(int64_t n) {
 template <bool Bf16>
 void run(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t Cout, float* y, int64_t Ly,
          bool accumulate, const float* bias) {
-  using E = std::conditional_t<Bf16, uint32_t, float>;
+  using E = typename gemm_detail::Primitives<Bf16>::E;
   using Tasks = gemm_detail::PackedProductTasks<Bf16, gemm_detail::RowsOf>;
   const int64_t P = (Ly + 1) / 2;
   const int64_t nrb = (P + kPairs - 1) / kPairs;

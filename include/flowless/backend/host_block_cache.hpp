@@ -106,7 +106,7 @@ class HostBlockCache {
     if (cls >= kMinCached) {
       std::lock_guard<std::mutex> g(mu_);
       live_ -= cls;
-      if (limit_ > 0 && cached_ + cls <= bound_locked()) {
+      if (cached_ + cls <= bound_locked()) {  // never with limit 0: the bound is 0 then
         try {
           free_[cls].emplace_back(p, clock_++);
           cached_ += cls;
@@ -131,10 +131,7 @@ class HostBlockCache {
     peak_ = live_;
   }
 
-  size_t limit() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return limit_;
-  }
+  size_t limit() const { return locked(limit_); }
   /// The cache's allowance above the high-water mark (see the bound above);
   /// 0 frees what is cached and keeps nothing from now on.
   void set_limit(size_t bytes) {
@@ -142,28 +139,13 @@ class HostBlockCache {
     limit_ = bytes;
     trim_locked();
   }
-  size_t cached_bytes() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return cached_;
-  }
+  size_t cached_bytes() const { return locked(cached_); }
   /// Bytes of cacheable blocks handed out now, and the most ever at once.
-  size_t live_bytes() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return live_;
-  }
-  size_t peak_bytes() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return peak_;
-  }
+  size_t live_bytes() const { return locked(live_); }
+  size_t peak_bytes() const { return locked(peak_); }
   /// Requests of cacheable size served from the cache, and those that were not.
-  uint64_t hits() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return hits_;
-  }
-  uint64_t misses() const {
-    std::lock_guard<std::mutex> g(mu_);
-    return misses_;
-  }
+  uint64_t hits() const { return locked(hits_); }
+  uint64_t misses() const { return locked(misses_); }
 
  private:
   HostBlockCache() : limit_(default_limit()) {}
@@ -177,6 +159,11 @@ class HostBlockCache {
     return static_cast<size_t>(mb) << 20;
   }
 
+  template <class V>
+  V locked(const V& v) const {
+    std::lock_guard<std::mutex> g(mu_);
+    return v;
+  }
   /// What may stay cached now: (peak - live) + limit; nothing when limit is 0.
   size_t bound_locked() const { return limit_ == 0 ? 0 : peak_ - live_ + limit_; }
   /// Frees the least recently cached blocks until cached <= bound.
