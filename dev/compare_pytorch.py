@@ -31,6 +31,22 @@ What it does:
 The flowless numbers come from `flowless bench --json` (--flowless CLI) or,
 without it, from the flowless_model_bench executable of a build folder.
 
+PyTorch's allocator (--torch-malloc). PyTorch's CPU tensors come from glibc's
+malloc. With glibc's defaults every block above the (dynamic) mmap threshold
+is a fresh mmap, page-faulted on first touch and unmapped when freed, so an
+inference-only process re-faults most activations on every forward (0.79 s
+at T = 2304 on the Zen 5 machine); a training step frees blocks large enough
+to raise the dynamic threshold, and forwards after it run in 0.43 s. The
+speed of a default PyTorch process therefore depends on what it ran before.
+  tuned   (the default) runs PyTorch with GLIBC_TUNABLES=TUNED_MALLOC
+          (mmap threshold 32 MiB, trim threshold 16 GiB: freed blocks stay
+          mapped, as flowless's own block cache keeps them); the script
+          re-executes itself with that setting. This is PyTorch at its best
+          and the baseline the ratios should be read against.
+  default glibc as shipped (the setting the issue's baseline was measured
+          with). Use it with --no-train for an inference-only process.
+The flowless benchmark processes always run with the caller's environment.
+
 Usage (2 threads, THUMOS size; ~3-5 minutes on an idle 2-core machine):
   /usr/bin/python3 dev/compare_pytorch.py --build /tmp/build_perf --threads 2
 """
@@ -400,8 +416,24 @@ def time_it(fn, warmup, repeats):
     return out
 
 
+TUNED_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184"
+ORIG_TUNABLES = "FLOWLESS_CMP_CALLER_GLIBC_TUNABLES"  # the caller's GLIBC_TUNABLES across the re-exec
+
+
+def child_env():
+    """The caller's environment: the flowless processes never inherit the tuned PyTorch malloc."""
+    env = dict(os.environ)
+    if ORIG_TUNABLES in env:
+        orig = env.pop(ORIG_TUNABLES)
+        if orig:
+            env["GLIBC_TUNABLES"] = orig
+        else:
+            env.pop("GLIBC_TUNABLES", None)
+    return env
+
+
 def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), **kw)
     if r.returncode != 0:
         raise SystemExit(f"command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr}")
     return r.stdout
@@ -424,7 +456,17 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="also time the inference forward in bfloat16: flowless --precision bf16, and PyTorch under "
                          "torch.autocast('cpu', dtype=torch.bfloat16)")
+    ap.add_argument("--torch-malloc", choices=["tuned", "default"], default="tuned",
+                    help="PyTorch's glibc malloc: tuned (freed blocks stay mapped; PyTorch at its best) or default "
+                         "(as shipped: large blocks are page-faulted on every call); see the module docstring")
     args = ap.parse_args()
+    if args.torch_malloc == "tuned" and ORIG_TUNABLES not in os.environ:
+        env = dict(os.environ, GLIBC_TUNABLES=TUNED_MALLOC)
+        env[ORIG_TUNABLES] = os.environ.get("GLIBC_TUNABLES", "")
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    print(f"PyTorch malloc: {args.torch_malloc}" +
+          (f" (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')})" if args.torch_malloc == "tuned" else ""))
 
     torch.set_num_threads(args.threads)
     dump = os.path.join(args.build, "bench", "flowless_dump_heads")
@@ -569,6 +611,7 @@ def main():
 
         summary = {
             "threads": args.threads, "T": args.T, "buffer_T": Tbuf, "parity_worst": worst, "parity_ok": parity_ok,
+            "torch_malloc": args.torch_malloc,
             "speedup_network_forward": median([r["torch_forward_seconds"] / r["flowless"]["network_seconds"] for r in rounds]),
             "speedup_inference_vs_torch_forward": median(
                 [r["torch_forward_seconds"] / r["flowless"]["inference_seconds"] for r in rounds]),

@@ -25,8 +25,8 @@ bench --T 2304 --threads 2 --repeats 5 --profile --scaling > "$out/fp32_t2.json"
 echo "== inference, bf16, 2 threads" >&2
 bench --T 2304 --threads 2 --repeats 5 --precision bf16 --profile > "$out/bf16_t2.json"
 echo "== DCD student vs RGB-only detector (2 threads, fp32 and bf16)" >&2
-bench --T 2304 --threads 2 --repeats 5 --student > "$out/student_fp32.json"
-bench --T 2304 --threads 2 --repeats 5 --student --precision bf16 > "$out/student_bf16.json"
+bench --T 2304 --threads 2 --repeats 9 --student > "$out/student_fp32.json"
+bench --T 2304 --threads 2 --repeats 9 --student --precision bf16 > "$out/student_bf16.json"
 echo "== training step, batch 2, T = 2304, 2 threads (fp32, then bf16 mixed precision)" >&2
 bench --T 2304 --threads 2 --repeats 3 --train > "$out/train_t2.json"
 bench --T 2304 --threads 2 --repeats 3 --train --train-precision bf16 > "$out/train_bf16_t2.json"
@@ -73,9 +73,15 @@ EOF
 summary | tee "$out/summary.txt"
 
 if "$py" -c "import torch, numpy" 2>/dev/null; then
-  echo "== PyTorch side by side (dev/compare_pytorch.py)" >&2
+  # PyTorch at its best (glibc malloc tuned so freed blocks stay mapped; the ratios to read), then as
+  # shipped in an inference-only process (every forward page-faults its large tensors; the baseline).
+  echo "== PyTorch side by side, PyTorch's malloc tuned (dev/compare_pytorch.py)" >&2
   "$py" "$here/dev/compare_pytorch.py" --build "$build" --threads 2 --repeats 3 --rounds 2 --bf16 --json "$out/pytorch.json" \
-    | tee "$out/pytorch.txt" | grep -E "parity|round|median|train|bf16" >&2
+    | tee "$out/pytorch.txt" | grep -E "malloc|parity|round|median|train|bf16" >&2
+  echo "== PyTorch side by side, glibc malloc as shipped, inference only" >&2
+  "$py" "$here/dev/compare_pytorch.py" --build "$build" --threads 2 --repeats 3 --rounds 2 --bf16 --no-train \
+    --torch-malloc default --json "$out/pytorch_default_malloc.json" \
+    | tee "$out/pytorch_default_malloc.txt" | grep -E "malloc|round|median|bf16" >&2
 else
   echo "perf_report: /usr/bin/python3 has no torch (apt-get install python3-torch python3-numpy); PyTorch comparison skipped" >&2
 fi

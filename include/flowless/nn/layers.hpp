@@ -101,7 +101,7 @@ class MaskedConv1d : public Module<T> {
  public:
   MaskedConv1d(int64_t in_channels, int64_t out_channels, int kernel_size, int stride = 1, int padding = 0,
                int groups = 1, bool bias = true, Rng* rng = nullptr)
-      : conv(check_args(in_channels, out_channels, kernel_size, padding), out_channels, kernel_size, stride, padding,
+      : conv(check_args(in_channels, kernel_size, padding), out_channels, kernel_size, stride, padding,
              groups, bias, rng) {
     this->register_module("conv", conv);
     if (bias) conv.bias().value().zero_();  // the reference sets MaskedConv1D biases to 0
@@ -121,7 +121,7 @@ class MaskedConv1d : public Module<T> {
   Conv1d<T> conv;
 
  private:
-  static int64_t check_args(int64_t in_channels, int64_t out_channels, int kernel_size, int padding) {
+  static int64_t check_args(int64_t in_channels, int kernel_size, int padding) {
     FLOWLESS_CHECK(kernel_size % 2 == 1 && kernel_size / 2 == padding, "MaskedConv1d: needs an odd kernel and padding ",
                    "kernel/2, got kernel ", kernel_size, " padding ", padding);
     return in_channels;
