@@ -1,7 +1,12 @@
 // Tensor core, thread pool, GEMM, autograd engine and conv1d.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
 
 #include <flowless/flowless.hpp>
 #include "gradcheck.hpp"
@@ -141,6 +146,60 @@ TEST_CASE("conv1d: 1 and 2 threads give bitwise identical forward and gradients"
   set_num_threads(1);
   CHECK(outs[0] == outs[1]);
   CHECK(grads[0] == grads[1]);
+}
+
+TEST_CASE("autograd: ops that store a fresh input gradient give the bits of adding into zeros") {
+  // input_grad_store: an op stores (=) into an input gradient no other op has touched and adds (+=)
+  // otherwise. Both must give the same bits, and every element must be written: the fresh buffer
+  // comes from blocks first filled with NaN and freed, so a skipped row shows up.
+  Rng rng(21);
+  const int64_t B = 2, T = 6000;  // every buffer >= 1 MiB: from the block cache, not malloc
+  struct Case { const char* name; int64_t C; std::function<Var<float>(const Var<float>&)> f; };
+  auto conv = [&rng](int64_t Cin, int64_t Cout, int K, int s, int p, std::vector<int> len) {
+    Tensor<float> w(Shape{Cout, Cin, K});
+    for (int64_t i = 0; i < w.numel(); ++i) w[i] = float(rng.normal() * 0.1);
+    return [w, s, p, len](const Var<float>& x) {
+      return conv1d(x, Var<float>::parameter(w.clone()), Var<float>(), Conv1dOptions{s, p, 1, len});
+    };
+  };
+  std::vector<Case> cases = {
+      {"conv 1x1, masked", 48, conv(48, 40, 1, 1, 0, {6000, 4100})},
+      {"conv k3 Winograd, one empty sequence", 64, conv(64, 64, 3, 1, 1, {6000, 0})},
+      {"conv k3 Winograd, masked", 64, conv(64, 72, 3, 1, 1, {5000, 6000})},
+      {"conv k3 im2col, masked", 24, conv(24, 16, 3, 1, 1, {6000, 2600})},
+      {"conv k3 stride 2, masked", 24, conv(24, 16, 3, 2, 1, {6000, 3800})},
+      {"gelu", 24, [](const Var<float>& x) { return gelu(x); }},
+      {"relu", 24, [](const Var<float>& x) { return relu(x); }},
+      {"add of one variable to itself", 24, [](const Var<float>& x) { return add(x, x); }},
+      {"mask_time", 24, [](const Var<float>& x) { return mask_time(x, {4700, 1800}); }},
+  };
+  for (auto& c : cases) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    Tensor<float> xv(Shape{B, T, c.C});
+    for (int64_t i = 0; i < xv.numel(); ++i) xv[i] = float(rng.normal());
+    Tensor<float> seed;
+    auto run = [&](bool prefill) {
+      auto x = Var<float>::parameter(xv.clone());
+      if (prefill) x.node()->ensure_grad();  // zeros: the op must add
+      auto y = c.f(x);
+      if (!seed.defined()) {
+        seed = Tensor<float>(y.shape());
+        for (int64_t i = 0; i < seed.numel(); ++i) seed[i] = float(rng.normal());
+      }
+      if (!prefill) {  // poison the cached blocks the backward will get
+        std::vector<Tensor<float>> nan;
+        for (int k = 0; k < 4; ++k) nan.push_back(Tensor<float>::full(xv.shape(), std::numeric_limits<float>::quiet_NaN()));
+      }
+      backward(y, seed.clone());
+      return x.grad().to_vector();
+    };
+    const auto added = run(true);
+    const auto stored = run(false);
+    REQUIRE(stored.size() == added.size());
+    CHECK(std::all_of(stored.begin(), stored.end(), [](float v) { return std::isfinite(v); }));
+    CHECK(stored == added);
+  }
 }
 
 TEST_CASE("conv1d: dense float convs (1x1, Winograd, im2col) give the same bits with and without a ConvWeightCacheScope") {

@@ -17,7 +17,9 @@
 // Backward-closure contract for op writers (see make_op below): the closure
 // receives the output node; it reads out.grad and calls
 // out.input_grad(i) (a zero-initialised accumulator of input i's shape) only
-// when out.needs_grad(i). It must accumulate (+=), never overwrite.
+// when out.needs_grad(i). It must accumulate (+=), never overwrite; an op
+// that writes a whole input gradient in one pass may use
+// out.input_grad_store(i) instead (store when fresh, add otherwise).
 #pragma once
 
 #include <functional>
@@ -65,6 +67,18 @@ struct Node {
   bool needs_grad(size_t i) const { return i < inputs.size() && inputs[i] && inputs[i]->requires_grad; }
   /// Accumulator for input i's gradient (allocated and zeroed on first use).
   Tensor<T>& input_grad(size_t i) { return inputs[i]->ensure_grad(); }
+  /// For an op that produces all of input i's gradient in one pass: the
+  /// gradient buffer and whether it is fresh. Fresh means no other op has
+  /// contributed yet; the buffer is then uninitialised and the op must store
+  /// (=) every element. Otherwise it holds earlier contributions and the op
+  /// must add (+=), as with input_grad(). This skips the zero fill and the
+  /// re-read of an input whose gradient has a single contributor.
+  std::pair<Tensor<T>*, bool> input_grad_store(size_t i) {
+    Node& in = *inputs[i];
+    const bool fresh = !in.grad.defined();
+    if (fresh) in.grad = Tensor<T>(in.value.shape());
+    return {&in.grad, fresh};
+  }
   Tensor<T>& ensure_grad() {
     if (!grad.defined()) grad = Tensor<T>::zeros(value.shape());
     return grad;

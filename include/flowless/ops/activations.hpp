@@ -36,10 +36,15 @@ Var<T> relu(const Var<T>& x) {
     if (!out.needs_grad(0)) return;
     const T* g = out.grad.data();
     const T* y = out.value.data();
-    T* d = out.input_grad(0).data();
-    detail::ew_for(n, [&](int64_t i0, int64_t i1) {
+    auto [dg, fresh] = out.input_grad_store(0);
+    T* d = dg->data();
+    detail::ew_for(n, [&, fresh = fresh](int64_t i0, int64_t i1) {
       detail::EwArr<T> da(d + i0, i1 - i0);
-      da += (detail::EwCArr<T>(y + i0, i1 - i0) > T(0)).select(detail::EwCArr<T>(g + i0, i1 - i0), T(0));
+      const auto v = (detail::EwCArr<T>(y + i0, i1 - i0) > T(0)).select(detail::EwCArr<T>(g + i0, i1 - i0), T(0));
+      if (fresh)
+        da = v;
+      else
+        da += v;
     });
   });
 }
@@ -61,13 +66,18 @@ Var<T> gelu(const Var<T>& x) {
     if (!out.needs_grad(0)) return;
     const T* g = out.grad.data();
     const T* px = out.inputs[0]->value.data();
-    T* d = out.input_grad(0).data();
+    auto [dg, fresh] = out.input_grad_store(0);
+    T* d = dg->data();
     const T beta = T(1.12837916709551257390 * 0.70710678118654752440 * 0.5);  // M_2_SQRTPI * M_SQRT1_2 / 2
-    detail::ew_for(n, [&](int64_t i0, int64_t i1) {
+    detail::ew_for(n, [&, fresh = fresh](int64_t i0, int64_t i1) {
       detail::EwCArr<T> xa(px + i0, i1 - i0);
       detail::EwCArr<T> ga(g + i0, i1 - i0);
       detail::EwArr<T> da(d + i0, i1 - i0);
-      da += ga * (T(0.5) * (T(1) + (xa * alpha).erf()) + xa * (beta * (xa * xa * T(-0.5)).exp()));
+      const auto v = ga * (T(0.5) * (T(1) + (xa * alpha).erf()) + xa * (beta * (xa * xa * T(-0.5)).exp()));
+      if (fresh)
+        da = v;
+      else
+        da += v;
     });
   });
 }

@@ -544,7 +544,19 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
     if (!need_x && !need_w) return;
 
     if (dense) {
-      if (need_x) out.input_grad(0);  // allocated (zero) even when every row is masked
+      // dx is stored, not added, when no other op has contributed to it yet (input_grad_store):
+      // the GEMM then runs with beta = 0 and only rows no valid dY row reaches are zeroed.
+      T* dxall = nullptr;
+      bool dx_fresh = false;
+      if (need_x) {
+        auto [g, fresh] = out.input_grad_store(0);
+        dxall = g->data();
+        dx_fresh = fresh;
+      }
+      // rows [j0, Tn) of batch element b get nothing from this op: zero them if dx is fresh
+      auto zero_tail = [&](int64_t b, int64_t j0) {
+        if (dx_fresh) std::fill(dxall + (b * Tn + j0) * Cin, dxall + (b + 1) * Tn * Cin, T(0));
+      };
       std::vector<const T*> prow;
       std::vector<T> scratch;
       std::vector<T> Wr, Wt, V, dWr;  // weight layouts built on first use
@@ -559,7 +571,10 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t L = Lout[b];
-        if (L == 0) continue;
+        if (L == 0) {
+          if (need_x) zero_tail(b, 0);
+          continue;
+        }
         const T* xb = Xv.data() + b * Tn * Cin;
         const T* dyb = dYd + b * Tout * Cout;
         if (need_w && pointwise) {
@@ -570,19 +585,20 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           cpu::gemm_rows<T>(true, false, K * Cin, Cout, L, T(1), prow.data(), dyb, Cout, T(1), dWr.data(), Cout);
         }
         if (!need_x) continue;
-        T* dx = out.input_grad(0).data() + b * Tn * Cin;
+        T* dx = dxall + b * Tn * Cin;
         if (s == 1) {
           // dx[j] += sum_k dY[j + p - k] W_k^T: patches of the valid dY rows (K-1-p rows of zeros before)
           // times Wt; rows j >= L + K - 1 - p see no valid dY row.
-          const int64_t J = std::min<int64_t>(Tn, L + K - 1 - p);
-          if (J <= 0) continue;
+          const int64_t J = std::max<int64_t>(0, std::min<int64_t>(Tn, L + K - 1 - p));
+          zero_tail(b, J);
+          if (J == 0) continue;
           if (detail::conv3_use_winograd<T>(K, 1, K - 1 - p, Cout, Cin, J)) {
             if (V.empty()) {
               V.resize(static_cast<size_t>(4 * Cout * Cin));
               detail::winograd_weights_input_grad(Wv.data(), Cout, Cin, V.data());
               if constexpr (std::is_same_v<T, float>) Vslabs = detail::pack_winograd(V.data(), Cout, Cin);
             }
-            detail::conv3_winograd<T>(dyb, L, Cout, V.data(), Cin, dx, J, true, nullptr,
+            detail::conv3_winograd<T>(dyb, L, Cout, V.data(), Cin, dx, J, !dx_fresh, nullptr,
                                    Vslabs.empty() ? nullptr : Vslabs.data());
           } else {
             if (Wt.empty() && K != 1) {
@@ -591,9 +607,11 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
             }
             const T* wt = K == 1 ? Wv.data() : Wt.data();  // for K = 1 the layout change is the identity
             detail::conv_patch_rows(dyb, L, Cout, K, 1, K - 1 - p, J, prow, scratch);
-            cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), wt, Cin, T(1), dx, Cin);
+            cpu::gemm_rows<T>(false, false, J, Cin, K * Cout, T(1), prow.data(), wt, Cin, dx_fresh ? T(0) : T(1), dx,
+                              Cin);
           }
         } else {
+          zero_tail(b, 0);  // the overlap-add below accumulates
           // dP(L, K*Cin) = dY Wr^T, then overlap-add into dx.
           std::vector<T> dP(static_cast<size_t>(L * K * Cin));
           cpu::gemm<T>(false, true, L, K * Cin, Cout, T(1), dyb, Cout, Wr.data(), Cout, T(0), dP.data(), K * Cin);

@@ -104,9 +104,13 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
     const T* g = out.grad.data();
     for (size_t k = 0; k < 2; ++k) {
       if (!out.needs_grad(k)) continue;
-      T* d = out.input_grad(k).data();
-      detail::ew_for(n, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) d[i] += g[i];
+      auto [dg, fresh] = out.input_grad_store(k);  // k = 1 sees k = 0's store when a and b are one node
+      T* d = dg->data();
+      detail::ew_for(n, [&, fresh = fresh](int64_t i0, int64_t i1) {
+        if (fresh)
+          std::copy(g + i0, g + i1, d + i0);
+        else
+          for (int64_t i = i0; i < i1; ++i) d[i] += g[i];
       });
     }
   });
@@ -335,7 +339,9 @@ Var<T> mask_time(const Var<T>& x, const std::vector<int>& lengths) {
   };
   run(L, px, py, false);
   return make_op<T>(std::move(Y), {x}, "mask_time", [L = std::move(L), run](Node<T>& out) {
-    if (out.needs_grad(0)) run(L, out.grad.data(), out.input_grad(0).data(), true);
+    if (!out.needs_grad(0)) return;
+    auto [dg, fresh] = out.input_grad_store(0);
+    run(L, out.grad.data(), dg->data(), !fresh);
   });
 }
 
