@@ -40,11 +40,8 @@ Var<T> relu(const Var<T>& x) {
     T* d = dg->data();
     detail::ew_for(n, [&, fresh = fresh](int64_t i0, int64_t i1) {
       detail::EwArr<T> da(d + i0, i1 - i0);
-      const auto v = (detail::EwCArr<T>(y + i0, i1 - i0) > T(0)).select(detail::EwCArr<T>(g + i0, i1 - i0), T(0));
-      if (fresh)
-        da = v;
-      else
-        da += v;
+      detail::ew_store_or_add(
+          da, (detail::EwCArr<T>(y + i0, i1 - i0) > T(0)).select(detail::EwCArr<T>(g + i0, i1 - i0), T(0)), fresh);
     });
   });
 }
@@ -73,11 +70,8 @@ Var<T> gelu(const Var<T>& x) {
       detail::EwCArr<T> xa(px + i0, i1 - i0);
       detail::EwCArr<T> ga(g + i0, i1 - i0);
       detail::EwArr<T> da(d + i0, i1 - i0);
-      const auto v = ga * (T(0.5) * (T(1) + (xa * alpha).erf()) + xa * (beta * (xa * xa * T(-0.5)).exp()));
-      if (fresh)
-        da = v;
-      else
-        da += v;
+      detail::ew_store_or_add(
+          da, ga * (T(0.5) * (T(1) + (xa * alpha).erf()) + xa * (beta * (xa * xa * T(-0.5)).exp())), fresh);
     });
   });
 }

@@ -572,7 +572,7 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       for (int64_t b = 0; b < B; ++b) {
         const int64_t L = Lout[b];
         if (L == 0) {
-          if (need_x) zero_tail(b, 0);
+          zero_tail(b, 0);  // a no-op unless dx is fresh (so needed)
           continue;
         }
         const T* xb = Xv.data() + b * Tn * Cin;

@@ -47,6 +47,15 @@ void ew_for(int64_t n, F&& fn) {
   parallel_for(n, kEwGrain, std::forward<F>(fn));
 }
 
+/// d = v into a fresh gradient buffer (Node::input_grad_store), d += v into one holding contributions.
+template <class T, class Expr>
+void ew_store_or_add(EwArr<T>& d, const Expr& v, bool fresh) {
+  if (fresh)
+    d = v;
+  else
+    d += v;
+}
+
 /// Rows per chunk for column reductions over a (rows, C) matrix: a function of C only.
 inline int64_t ew_row_grain(int64_t C) { return std::max<int64_t>(64, kEwGrain / std::max<int64_t>(C, 1)); }
 
@@ -107,10 +116,8 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
       auto [dg, fresh] = out.input_grad_store(k);  // k = 1 sees k = 0's store when a and b are one node
       T* d = dg->data();
       detail::ew_for(n, [&, fresh = fresh](int64_t i0, int64_t i1) {
-        if (fresh)
-          std::copy(g + i0, g + i1, d + i0);
-        else
-          for (int64_t i = i0; i < i1; ++i) d[i] += g[i];
+        detail::EwArr<T> da(d + i0, i1 - i0);
+        detail::ew_store_or_add(da, detail::EwCArr<T>(g + i0, i1 - i0), fresh);
       });
     }
   });
