@@ -202,6 +202,76 @@ TEST_CASE("autograd: ops that store a fresh input gradient give the bits of addi
   }
 }
 
+TEST_CASE("conv1d: float weight gradients match a double-precision sum, store and add agree, threads agree") {
+  // Covers both weight-gradient paths: the direct products (one per batch element) with the layout
+  // change into (Cout, Cin, K), and, for k3 convs with both widths >= 256, Winograd F(3, 2) over the
+  // pairs of the whole batch (odd lengths, an empty sequence, more pairs than one 1024-pair chunk).
+  // The gradient is stored into a fresh buffer (first filled with NaN and freed) or added into zeros:
+  // the same bits either way.
+  Rng rng(31);
+  struct Case { const char* name; int64_t Cin, Cout, K, s, p, T; std::vector<int> len; bool winograd; };
+  const std::vector<Case> cases = {
+      // every weight >= 1 MiB, so its fresh gradient buffer comes from the (poisoned) block cache
+      {"k3 Winograd, odd lengths, > 1 chunk", 336, 264, 3, 1, 1, 1400, {1301, 1000}, true},
+      {"k3 Winograd, one empty sequence", 384, 288, 3, 1, 1, 300, {0, 257}, true},
+      {"k3 direct (narrow)", 240, 380, 3, 1, 1, 900, {900, 611}, false},
+      {"k3 direct, too few pairs for Winograd", 256, 352, 3, 1, 1, 60, {60, 51}, false},
+      {"1x1, masked", 600, 480, 1, 1, 0, 700, {700, 333}, false},
+      {"k3 stride 2", 300, 300, 3, 2, 1, 500, {500, 377}, false},
+  };
+  for (const auto& c : cases) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    const Conv1dOptions opt{int(c.s), int(c.p), 1, c.len};
+    Tensor<float> xv(Shape{2, c.T, c.Cin}), wv(Shape{c.Cout, c.Cin, c.K});
+    for (int64_t i = 0; i < xv.numel(); ++i) xv[i] = float(rng.normal());
+    for (int64_t i = 0; i < wv.numel(); ++i) wv[i] = float(rng.normal() * 0.05);
+    const int64_t Tout = (c.T + 2 * c.p - c.K) / c.s + 1;
+    Tensor<float> seed(Shape{2, Tout, c.Cout});
+    for (int64_t i = 0; i < seed.numel(); ++i) seed[i] = float(rng.normal());
+    std::vector<int64_t> Lout(2);
+    for (int b = 0; b < 2; ++b) Lout[b] = std::min<int64_t>(Tout, (c.len[b] + c.s - 1) / c.s);
+    CHECK(detail::conv3_use_winograd_weight_grad<float>(c.K, c.s, c.p, c.Cin, c.Cout, Lout) == c.winograd);
+    auto weight_grad = [&](bool prefill, int threads) {
+      set_num_threads(threads);
+      auto x = Var<float>(xv.clone());
+      auto w = Var<float>::parameter(wv.clone());
+      if (prefill) w.node()->ensure_grad();  // zeros: the op must add
+      auto y = conv1d(x, w, Var<float>(), opt);
+      if (!prefill) {  // poison the cached blocks the backward will get
+        std::vector<Tensor<float>> nan;
+        for (int k = 0; k < 4; ++k) nan.push_back(Tensor<float>::full(wv.shape(), std::numeric_limits<float>::quiet_NaN()));
+      }
+      backward(y, seed.clone());
+      return w.grad().to_vector();
+    };
+    const auto stored = weight_grad(false, 2);
+    CHECK(weight_grad(true, 2) == stored);
+    CHECK(weight_grad(false, 1) == stored);
+    set_num_threads(1);
+    // dW[o][i][k] = sum over valid t of dY[t][o] x[t s - p + k][i], in double
+    double worst = 0;
+    for (int64_t o = 0; o < c.Cout; o += 7)
+      for (int64_t i = 0; i < c.Cin; i += 5)
+        for (int64_t k = 0; k < c.K; ++k) {
+          double want = 0, scale = 0;
+          for (int64_t b = 0; b < 2; ++b)
+            for (int64_t t = 0; t < Lout[b]; ++t) {
+              const int64_t j = t * c.s - c.p + k;
+              if (j < 0 || j >= c.T) continue;
+              const double term = double(seed[(b * Tout + t) * c.Cout + o]) * xv[(b * c.T + j) * c.Cin + i];
+              want += term;
+              scale += std::abs(term);
+            }
+          const double got = stored[size_t((o * c.Cin + i) * c.K + k)];
+          REQUIRE(std::isfinite(got));
+          worst = std::max(worst, std::abs(got - want) / std::max(scale, 1e-30));
+        }
+    CAPTURE(worst);
+    CHECK(worst < 2e-6);
+  }
+}
+
 TEST_CASE("conv1d: dense float convs (1x1, Winograd, im2col) give the same bits with and without a ConvWeightCacheScope") {
   // Sizes on the packed GEMM and Winograd paths; two lengths stand for two
   // pyramid levels sharing one weight (a head). In a scope the Winograd

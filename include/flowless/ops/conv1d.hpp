@@ -94,16 +94,46 @@ void conv_weight_to_gemm(const T* w, int64_t Cout, int64_t Cin, int64_t K, T* Wr
   });
 }
 
-/// dw[(o*Cin + i)*K + k] += dWr[(k*Cin + i)*Cout + o] (the inverse layout change).
+/// dw[(o*Cin + i)*K + k] (+)= tap(k, i, o) for a gradient computed in the
+/// GEMM's channel-major layout (stored when `store`, else added).
+/// fill(i, o0, no, t) writes t[oo*stride + k] = tap(k, i, o0 + oo) for oo < no,
+/// k < K (stride = 8*K). A task takes 8 input channels: their taps are read in
+/// runs of up to 512 output channels into an L1-sized tile, then each output
+/// channel's 8*K values are written contiguously. (16 x 16 tiles, reading one
+/// cache line from each of 48 rows 2 KiB apart, ran twice as slow right after
+/// the GEMM: the prefetcher does not follow that pattern.)
+template <class T, class Fill>
+void weight_grad_to_oik(int64_t Cout, int64_t Cin, int64_t K, T* dw, bool store, const Fill& fill) {
+  constexpr int64_t kOB = 512, kIB = 8;
+  const int64_t nib = (Cin + kIB - 1) / kIB, stride = kIB * K;
+  parallel_for(nib, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<T> tile(static_cast<size_t>(std::min(kOB, Cout) * stride));
+    for (int64_t ib = b0; ib < b1; ++ib) {
+      const int64_t i0 = ib * kIB, ni = std::min(kIB, Cin - i0), run = ni * K;
+      for (int64_t o0 = 0; o0 < Cout; o0 += kOB) {
+        const int64_t no = std::min(kOB, Cout - o0);
+        for (int64_t ii = 0; ii < ni; ++ii) fill(i0 + ii, o0, no, tile.data() + ii * K);
+        for (int64_t oo = 0; oo < no; ++oo) {
+          T* dst = dw + ((o0 + oo) * Cin + i0) * K;
+          const T* t = tile.data() + oo * stride;
+          if (store)
+            std::copy(t, t + run, dst);
+          else
+            for (int64_t e = 0; e < run; ++e) dst[e] += t[e];
+        }
+      }
+    }
+  });
+}
+
+/// dw[(o*Cin + i)*K + k] (+)= dWr[(k*Cin + i)*Cout + o] (the inverse layout change).
 template <class T>
-void conv_weight_grad_from_gemm(const T* dWr, int64_t Cout, int64_t Cin, int64_t K, T* dw) {
-  parallel_for(Cout, 16, [&](int64_t o0, int64_t o1) {
-    constexpr int64_t kIB = 64;
-    for (int64_t i0 = 0; i0 < Cin; i0 += kIB) {
-      const int64_t i1 = std::min(Cin, i0 + kIB);
-      for (int64_t o = o0; o < o1; ++o)
-        for (int64_t i = i0; i < i1; ++i)
-          for (int64_t k = 0; k < K; ++k) dw[(o * Cin + i) * K + k] += dWr[(k * Cin + i) * Cout + o];
+void conv_weight_grad_from_gemm(const T* dWr, int64_t Cout, int64_t Cin, int64_t K, T* dw, bool store = false) {
+  const int64_t stride = 8 * K;
+  weight_grad_to_oik<T>(Cout, Cin, K, dw, store, [&](int64_t i, int64_t o0, int64_t no, T* t) {
+    for (int64_t k = 0; k < K; ++k) {
+      const T* src = dWr + (k * Cin + i) * Cout + o0;
+      for (int64_t oo = 0; oo < no; ++oo) t[oo * stride + k] = src[oo];
     }
   });
 }
@@ -289,6 +319,103 @@ void conv3_winograd(const T* x, int64_t Tx, int64_t Cin, const T* V, int64_t Cou
 template <class T>
 bool conv3_use_winograd(int64_t K, int64_t s, int64_t p, int64_t Cin, int64_t Cout, int64_t rows) {
   return std::is_same_v<T, float> && K == 3 && s == 1 && p == 1 && Cin >= 64 && Cout >= 64 && rows >= 16;
+}
+
+/// Whether a conv's weight gradient takes conv3_winograd_weight_grad: float,
+/// kernel 3, stride 1, padding 1, both widths >= 256 and at least 64 output
+/// pairs in the batch. Narrower convs keep the direct products, whose
+/// rounding the small models' trainings (the DCD experiments of docs/dcd.md)
+/// were measured with.
+template <class T>
+bool conv3_use_winograd_weight_grad(int64_t K, int64_t s, int64_t p, int64_t Cin, int64_t Cout,
+                                    const std::vector<int64_t>& Lout) {
+  if (!(std::is_same_v<T, float> && K == 3 && s == 1 && p == 1 && Cin >= 256 && Cout >= 256)) return false;
+  int64_t pairs = 0;
+  for (int64_t L : Lout) pairs += (L + 1) / 2;
+  return pairs >= 64;
+}
+
+/// The weight gradient of a kernel-3, stride-1, padding-1 conv by Winograd
+/// F(3, 2), the transpose of the forward's F(2, 3): dW_k = sum_t x[t - 1 + k]^T dY[t]
+/// over the valid rows of every batch element is, per output pair m
+/// (t = 2m, 2m + 1) with d_j = x[2m - 1 + j] (zero outside [0, Tn)),
+/// y0 = dY[2m] and y1 = dY[2m + 1] (zero past the element's length),
+///   U = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)   (the forward's input transform)
+///   G = (y0, y0 + y1, y0 - y1, y1)
+///   M_i = sum over pairs of U_i^T G_i          (four products, inner dimension = pairs,
+///                                               computed transposed: (Cout x Cin), dw's own order)
+///   dW_0 = M0 + (M1 + M2)/2, dW_1 = (M1 - M2)/2, dW_2 = (M1 + M2)/2 - M3:
+/// 4 multiply-adds per pair and weight element instead of 6. The pairs of all
+/// batch elements form one inner dimension, in chunks of 1024 (bounded
+/// memory). x: (B, Tn, Cin); dY: (B, Tout, Cout), rows >= Lout[b] never read;
+/// dw: (Cout, Cin, 3), stored when `store`, else added.
+inline void conv3_winograd_weight_grad(const float* x, int64_t Tn, int64_t Cin, const float* dY, int64_t Tout,
+                                       int64_t Cout, const std::vector<int64_t>& Lout, float* dw, bool store) {
+  std::vector<std::pair<int64_t, int64_t>> pairs;  // (batch element, pair)
+  for (size_t b = 0; b < Lout.size(); ++b)
+    for (int64_t m = 0; m < (Lout[b] + 1) / 2; ++m) pairs.emplace_back(int64_t(b), m);
+  const int64_t P = int64_t(pairs.size());
+  constexpr int64_t kChunk = 1024;
+  const std::vector<float> zero(static_cast<size_t>(std::max(Cin, Cout)), 0.f);
+  Tensor<float> M(Shape{4, Cout, Cin});  // M_i^T
+  for (int64_t c0 = 0; c0 < P; c0 += kChunk) {
+    const int64_t pc = std::min(kChunk, P - c0);
+    Tensor<float> U(Shape{4, pc, Cin}), G(Shape{4, pc, Cout});
+    float* u = U.data();
+    float* g = G.data();
+    parallel_for(pc, 16, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const auto [b, m] = pairs[size_t(c0 + q)];
+        const float* xb = x + b * Tn * Cin;
+        const float* d[4];
+        for (int64_t j = 0; j < 4; ++j) {
+          const int64_t r = 2 * m - 1 + j;
+          d[j] = (r >= 0 && r < Tn) ? xb + r * Cin : zero.data();
+        }
+        for (int64_t i = 0; i < 4; ++i) cpu::winograd_detail::input_row(i, d, u + (i * pc + q) * Cin, Cin);
+        const float* __restrict y0 = dY + (b * Tout + 2 * m) * Cout;
+        const float* __restrict y1 = 2 * m + 1 < Lout[size_t(b)] ? y0 + Cout : zero.data();
+        float* __restrict g0 = g + q * Cout;
+        float* __restrict g1 = g0 + pc * Cout;
+        float* __restrict g2 = g1 + pc * Cout;
+        float* __restrict g3 = g2 + pc * Cout;
+        for (int64_t c = 0; c < Cout; ++c) {
+          g0[c] = y0[c];
+          g1[c] = y0[c] + y1[c];
+          g2[c] = y0[c] - y1[c];
+          g3[c] = y1[c];
+        }
+      }
+    });
+    // M_i^T (Cout x Cin) = G_i^T U_i: the products come out in the weight's own (o, i) order
+    for (int64_t i = 0; i < 4; ++i)
+      cpu::gemm<float>(true, false, Cout, Cin, pc, 1.f, g + i * pc * Cout, Cout, u + i * pc * Cin, Cin,
+                       c0 == 0 ? 0.f : 1.f, M.data() + i * Cin * Cout, Cin);
+  }
+  const int64_t CC = Cin * Cout;
+  const float* mt = M.data();
+  parallel_for(Cout, 16, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      const float* a0 = mt + o * Cin;
+      const float* a1 = a0 + CC;
+      const float* a2 = a1 + CC;
+      const float* a3 = a2 + CC;
+      float* d = dw + o * Cin * 3;
+      for (int64_t i = 0; i < Cin; ++i) {
+        const float h = 0.5f * (a1[i] + a2[i]);
+        const float w0 = a0[i] + h, w1 = 0.5f * (a1[i] - a2[i]), w2 = h - a3[i];
+        if (store) {
+          d[3 * i] = w0;
+          d[3 * i + 1] = w1;
+          d[3 * i + 2] = w2;
+        } else {
+          d[3 * i] += w0;
+          d[3 * i + 1] += w1;
+          d[3 * i + 2] += w2;
+        }
+      }
+    }
+  });
 }
 
 template <class T>
@@ -559,12 +686,46 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
       };
       std::vector<const T*> prow;
       std::vector<T> scratch;
-      std::vector<T> Wr, Wt, V, dWr;  // weight layouts built on first use
+      std::vector<T> Wr, Wt, V;  // weight layouts built on first use
       std::vector<cpu::PackedB> Vslabs;  // V packed for the GEMM, once for the whole batch
       // A 1x1 conv without padding needs no layout change: dW (Cout x Cin) += dY^T X
       // straight into the weight's gradient, and for stride 1 dX += dY W.
       const bool pointwise = K == 1 && p == 0;
-      if (need_w && !pointwise) dWr.assign(static_cast<size_t>(K * Cin * Cout), T(0));
+      if (need_w) {
+        // dW, stored when the weight's gradient is fresh (no zero fill, no re-read).
+        auto [gw, w_fresh] = out.input_grad_store(1);
+        if (detail::conv3_use_winograd_weight_grad<T>(K, s, p, Cin, Cout, Lout)) {
+          if constexpr (std::is_same_v<T, float>)
+            detail::conv3_winograd_weight_grad(Xv.data(), Tn, Cin, dYd, Tout, Cout, Lout, gw->data(), w_fresh);
+        } else {
+          // One product per batch element, accumulated in element order (beta = 0 for the first).
+          Tensor<T> dWr;  // (K*Cin, Cout): from the backend's block cache, no page faults per call
+          if (!pointwise) dWr = Tensor<T>(Shape{K * Cin, Cout});
+          bool first = true;
+          for (int64_t b = 0; b < B; ++b) {
+            const int64_t L = Lout[b];
+            if (L == 0) continue;
+            const T* xb = Xv.data() + b * Tn * Cin;
+            const T* dyb = dYd + b * Tout * Cout;
+            if (pointwise) {
+              // dW (Cout x Cin) (+)= dY^T X straight into the weight's gradient
+              cpu::gemm<T>(true, false, Cout, Cin, L, T(1), dyb, Cout, xb, s * Cin,
+                           first && w_fresh ? T(0) : T(1), gw->data(), Cin);
+            } else {
+              // dWr (K*Cin x Cout) (+)= patches(L, K*Cin)^T dY(L, Cout)
+              detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
+              cpu::gemm_rows<T>(true, false, K * Cin, Cout, L, T(1), prow.data(), dyb, Cout, first ? T(0) : T(1),
+                                dWr.data(), Cout);
+            }
+            first = false;
+          }
+          if (first) {
+            if (w_fresh) gw->fill_(T(0));  // no valid row: nothing to add
+          } else if (!pointwise) {
+            detail::conv_weight_grad_from_gemm(dWr.data(), Cout, Cin, K, gw->data(), w_fresh);
+          }
+        }
+      }
       if (need_x && s != 1) {
         Wr.resize(static_cast<size_t>(K * Cin * Cout));
         detail::conv_weight_to_gemm(Wv.data(), Cout, Cin, K, Wr.data());
@@ -575,16 +736,8 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           zero_tail(b, 0);  // a no-op unless dx is fresh (so needed)
           continue;
         }
-        const T* xb = Xv.data() + b * Tn * Cin;
-        const T* dyb = dYd + b * Tout * Cout;
-        if (need_w && pointwise) {
-          cpu::gemm<T>(true, false, Cout, Cin, L, T(1), dyb, Cout, xb, s * Cin, T(1), out.input_grad(1).data(), Cin);
-        } else if (need_w) {
-          // dWr(K*Cin, Cout) += patches(L, K*Cin)^T dY(L, Cout)
-          detail::conv_patch_rows(xb, Tn, Cin, K, s, p, L, prow, scratch);
-          cpu::gemm_rows<T>(true, false, K * Cin, Cout, L, T(1), prow.data(), dyb, Cout, T(1), dWr.data(), Cout);
-        }
         if (!need_x) continue;
+        const T* dyb = dYd + b * Tout * Cout;
         T* dx = dxall + b * Tn * Cin;
         if (s == 1) {
           // dx[j] += sum_k dY[j + p - k] W_k^T: patches of the valid dY rows (K-1-p rows of zeros before)
@@ -628,7 +781,6 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           });
         }
       }
-      if (need_w && !pointwise) detail::conv_weight_grad_from_gemm(dWr.data(), Cout, Cin, K, out.input_grad(1).data());
       return;
     }
 
