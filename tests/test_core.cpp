@@ -9,6 +9,7 @@
 #include <string>
 
 #include <flowless/flowless.hpp>
+#include <flowless/ops/drop_path.hpp>
 #include "gradcheck.hpp"
 
 using namespace flowless;
@@ -162,6 +163,17 @@ TEST_CASE("autograd: ops that store a fresh input gradient give the bits of addi
       return conv1d(x, Var<float>::parameter(w.clone()), Var<float>(), Conv1dOptions{s, p, 1, len});
     };
   };
+  auto chan = [&rng](int64_t C) {  // a per-channel parameter
+    Tensor<float> t(Shape{C});
+    for (int64_t i = 0; i < C; ++i) t[i] = float(1.0 + 0.1 * rng.normal());
+    return Var<float>::parameter(t);
+  };
+  uint64_t drop_seed = 1;  // a seed whose drop_path mask (prob 0.5, B = 2) drops exactly one sample
+  for (;; ++drop_seed) {
+    Rng r(drop_seed);
+    const bool keep0 = std::floor(0.5 + r.uniform()) != 0, keep1 = std::floor(0.5 + r.uniform()) != 0;
+    if (keep0 != keep1) break;
+  }
   std::vector<Case> cases = {
       {"conv 1x1, masked", 48, conv(48, 40, 1, 1, 0, {6000, 4100})},
       {"conv k3 Winograd, one empty sequence", 64, conv(64, 64, 3, 1, 1, {6000, 0})},
@@ -172,6 +184,13 @@ TEST_CASE("autograd: ops that store a fresh input gradient give the bits of addi
       {"relu", 24, [](const Var<float>& x) { return relu(x); }},
       {"add of one variable to itself", 24, [](const Var<float>& x) { return add(x, x); }},
       {"mask_time", 24, [](const Var<float>& x) { return mask_time(x, {4700, 1800}); }},
+      {"layer_norm", 24, [gam = chan(24), bet = chan(24)](const Var<float>& x) { return layer_norm(x, gam, bet); }},
+      {"mul_channels", 24, [g = chan(24)](const Var<float>& x) { return mul_channels(x, g); }},
+      {"add_channels", 24, [g = chan(24)](const Var<float>& x) { return add_channels(x, g); }},
+      {"drop_path, one sample dropped", 24, [drop_seed](const Var<float>& x) {
+         Rng r(drop_seed);
+         return drop_path(x, 0.5, true, r);
+       }},
   };
   for (auto& c : cases) {
     const std::string name = c.name;

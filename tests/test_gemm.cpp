@@ -77,6 +77,8 @@ const std::vector<Case> kCases = {
     {100, 77, 99, true, false, 0.5f},   // trans A, beta
     {37, 70, 800, true, true, 1.f},     // three K-blocks, both transposed
     {300, 33, 17, false, false, -1.f},  // many row blocks, small K
+    {150, 600, 800, true, false, 0.5f},  // trans A shared by column groups: packed once for all of them
+    {40, 300, 500, true, true, 0.f},     // the same with B transposed, one partial row block
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 // (AffineDropPath = drop_path(mul_channels(x, scale)).)
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -46,14 +47,21 @@ Var<T> drop_path(const Var<T>& x, double prob, bool training, Rng& rng) {
   return make_op<T>(std::move(Y), {x}, "drop_path", [B, inner, kp, mask = std::move(mask)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
     const T* g = out.grad.data();
-    T* d = out.input_grad(0).data();
+    auto [dg, fresh] = out.input_grad_store(0);  // stored when fresh, else added
+    T* d = dg->data();
     for (int64_t b = 0; b < B; ++b) {
       const T m = mask[b];
-      if (m == T(0)) continue;
-      const T* gb = g + b * inner;
       T* db = d + b * inner;
-      detail::ew_for(inner, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) db[i] += (gb[i] / kp) * m;
+      if (m == T(0)) {
+        if (fresh) std::fill(db, db + inner, T(0));
+        continue;
+      }
+      const T* gb = g + b * inner;
+      detail::ew_for(inner, [&, fresh = fresh](int64_t i0, int64_t i1) {
+        if (fresh)
+          for (int64_t i = i0; i < i1; ++i) db[i] = (gb[i] / kp) * m;
+        else
+          for (int64_t i = i0; i < i1; ++i) db[i] += (gb[i] / kp) * m;
       });
     }
   });

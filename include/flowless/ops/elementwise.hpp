@@ -251,10 +251,14 @@ Var<T> mul_channels(const Var<T>& x, const Var<T>& g) {
     const T* dy = out.grad.data();
     if (out.needs_grad(0)) {
       const T* pg = out.inputs[1]->value.data();
-      T* dx = out.input_grad(0).data();
-      parallel_for(R, detail::ew_row_grain(C), [&](int64_t r0, int64_t r1) {
+      auto [g, fresh] = out.input_grad_store(0);
+      T* dx = g->data();
+      parallel_for(R, detail::ew_row_grain(C), [&, fresh = fresh](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = 0; c < C; ++c) dx[r * C + c] += dy[r * C + c] * pg[c];
+          if (fresh)
+            for (int64_t c = 0; c < C; ++c) dx[r * C + c] = dy[r * C + c] * pg[c];
+          else
+            for (int64_t c = 0; c < C; ++c) dx[r * C + c] += dy[r * C + c] * pg[c];
       });
     }
     if (out.needs_grad(1)) {
@@ -286,9 +290,13 @@ Var<T> add_channels(const Var<T>& x, const Var<T>& b) {
   return make_op<T>(std::move(Y), {x, b}, "add_channels", [R, C](Node<T>& out) {
     const T* dy = out.grad.data();
     if (out.needs_grad(0)) {
-      T* dx = out.input_grad(0).data();
-      detail::ew_for(R * C, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i];
+      auto [g, fresh] = out.input_grad_store(0);
+      T* dx = g->data();
+      detail::ew_for(R * C, [&, fresh = fresh](int64_t i0, int64_t i1) {
+        if (fresh)
+          std::copy(dy + i0, dy + i1, dx + i0);
+        else
+          for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i];
       });
     }
     if (out.needs_grad(1)) {

@@ -73,7 +73,14 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, T ep
     const T* px = out.inputs[0]->value.data();
     const T* pg = has_g ? out.inputs[1]->value.data() : nullptr;
     const T* dy = out.grad.data();
-    T* dx = need_x ? out.input_grad(0).data() : nullptr;
+    // dx is stored when fresh (input_grad_store: no zero fill, no re-read), else added
+    T* dx = nullptr;
+    bool dx_fresh = false;
+    if (need_x) {
+      auto [g, fresh] = out.input_grad_store(0);
+      dx = g->data();
+      dx_fresh = fresh;
+    }
     const int64_t grain = detail::ew_row_grain(C);
     const int64_t nch = ThreadPool::num_chunks(R, grain);
     std::vector<T> pgam(need_g ? static_cast<size_t>(nch * C) : 0, T(0));
@@ -95,7 +102,10 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, T ep
             gh = dr;
           const T m1 = gh.sum() / T(C);
           const T m2 = (gh * xhat).sum() / T(C);
-          Arr(dx + r * C, C) += rstd * (gh - m1 - xhat * m2);
+          if (dx_fresh)
+            Arr(dx + r * C, C) = rstd * (gh - m1 - xhat * m2);
+          else
+            Arr(dx + r * C, C) += rstd * (gh - m1 - xhat * m2);
         }
       }
     });
