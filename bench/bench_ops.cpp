@@ -15,6 +15,8 @@
 // product, BM_GemmCpu is flowless::cpu::gemm (the packed AVX-512 kernel, Eigen
 // tiles elsewhere), BM_GemmCpuBf16 the same call in bfloat16.
 // BM_ParallelForHandoff measures the thread pool's own overhead per call.
+// BM_Conv1dWeightGrad counts the direct product's FLOPs (2 rows Cout Cin K)
+// also where Winograd F(3,2) does a third fewer: its GFLOP/s is nominal.
 //
 // Usage: FLOWLESS_THREADS=2 flowless_bench_ops [--benchmark_filter=Conv]
 
@@ -152,6 +154,41 @@ void BM_Conv1dBackward(benchmark::State& st) {
   set_flops(st, 2.0 * 2.0 * kT * kC * Cin * K);  // dx and dW
 }
 BENCHMARK(BM_Conv1dBackward)->Arg(512)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- a conv's weight gradient as a training step needs it (batch 2, one masked) ----
+// Cin -> 512, k = 3 (Winograd F(3,2) for these widths) or k = 1 (the transformer's
+// projections and MLP), over one level of T steps or over the six pyramid levels
+// (2304 ... 72) of a shared head conv; the second video is 80 % as long. Only the
+// weight needs a gradient (dW alone; BM_Conv1dBackward times dX and dW).
+// Args: Cin, K, all levels (0 = T = 2304 only).
+void BM_Conv1dWeightGrad(benchmark::State& st) {
+  const int64_t Cin = st.range(0), K = st.range(1);
+  const bool all_levels = st.range(2) != 0;
+  Var<float> w = Var<float>::parameter(randn(Shape{kC, Cin, K}, 2, 0.02));
+  std::vector<Var<float>> ys;
+  std::vector<Tensor<float>> seeds;
+  double flops = 0;
+  for (int64_t Tl = kT; Tl >= (all_levels ? kT / 32 : kT); Tl /= 2) {
+    Var<float> x(randn(Shape{2, Tl, Cin}, uint64_t(40 + Tl)));
+    Conv1dOptions o;
+    o.padding = K / 2;
+    o.lengths = {int(Tl), int(Tl - Tl / 5)};
+    ys.push_back(conv1d(x, w, Var<float>(), o));
+    seeds.push_back(randn(ys.back().shape(), uint64_t(60 + Tl)));
+    flops += 2.0 * (Tl + (Tl - Tl / 5)) * kC * Cin * K;
+  }
+  for (auto _ : st)
+    for (size_t l = 0; l < ys.size(); ++l) run_backward(ys[l], seeds[l]);
+  set_flops(st, flops);
+}
+BENCHMARK(BM_Conv1dWeightGrad)
+    ->ArgNames({"Cin", "K", "levels"})
+    ->Args({512, 3, 1})
+    ->Args({2048, 3, 0})
+    ->Args({512, 1, 1})
+    ->Args({2048, 1, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // ---- the GEMM baseline of the conv's shape: (2304 x 1536) * (1536 x 512) ----
 void BM_GemmEigen(benchmark::State& st) {
