@@ -26,6 +26,10 @@
 // relative level). On AVX-512 builds the input and output transforms run
 // inside the products' tasks (backend/cpu_winograd.hpp), 48 output pairs at a
 // time, so the transformed input and the four products never go to memory.
+// With both widths >= 256 (and >= 64 output pairs) the weight gradient of such
+// a conv uses Winograd F(3,2) over the output pairs of the whole batch
+// (conv3_winograd_weight_grad); narrower convs keep the direct product, one
+// per batch element in element order.
 // depthwise (groups == Cin == Cout) is a vectorised loop over channels; other
 // group counts use one GEMM per group and tap.
 #pragma once
