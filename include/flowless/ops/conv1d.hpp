@@ -132,7 +132,7 @@ void weight_grad_to_oik(int64_t Cout, int64_t Cin, int64_t K, T* dw, bool store,
 
 /// dw[(o*Cin + i)*K + k] (+)= dWr[(k*Cin + i)*Cout + o] (the inverse layout change).
 template <class T>
-void conv_weight_grad_from_gemm(const T* dWr, int64_t Cout, int64_t Cin, int64_t K, T* dw, bool store = false) {
+void conv_weight_grad_from_gemm(const T* dWr, int64_t Cout, int64_t Cin, int64_t K, T* dw, bool store) {
   const int64_t stride = 8 * K;
   weight_grad_to_oik<T>(Cout, Cin, K, dw, store, [&](int64_t i, int64_t o0, int64_t no, T* t) {
     for (int64_t k = 0; k < K; ++k) {
@@ -730,17 +730,17 @@ Var<T> conv1d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const C
           }
         }
       }
-      if (need_x && s != 1) {
+      if (!need_x) return;
+      if (s != 1) {
         Wr.resize(static_cast<size_t>(K * Cin * Cout));
         detail::conv_weight_to_gemm(Wv.data(), Cout, Cin, K, Wr.data());
       }
       for (int64_t b = 0; b < B; ++b) {
         const int64_t L = Lout[b];
         if (L == 0) {
-          zero_tail(b, 0);  // a no-op unless dx is fresh (so needed)
+          zero_tail(b, 0);
           continue;
         }
-        if (!need_x) continue;
         const T* dyb = dYd + b * Tout * Cout;
         T* dx = dxall + b * Tn * Cin;
         if (s == 1) {

@@ -58,10 +58,8 @@ Var<T> drop_path(const Var<T>& x, double prob, bool training, Rng& rng) {
       }
       const T* gb = g + b * inner;
       detail::ew_for(inner, [&, fresh = fresh](int64_t i0, int64_t i1) {
-        if (fresh)
-          for (int64_t i = i0; i < i1; ++i) db[i] = (gb[i] / kp) * m;
-        else
-          for (int64_t i = i0; i < i1; ++i) db[i] += (gb[i] / kp) * m;
+        detail::EwArr<T> da(db + i0, i1 - i0);
+        detail::ew_store_or_add(da, (detail::EwCArr<T>(gb + i0, i1 - i0) / kp) * m, fresh);
       });
     }
   });

@@ -254,11 +254,10 @@ Var<T> mul_channels(const Var<T>& x, const Var<T>& g) {
       auto [g, fresh] = out.input_grad_store(0);
       T* dx = g->data();
       parallel_for(R, detail::ew_row_grain(C), [&, fresh = fresh](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          if (fresh)
-            for (int64_t c = 0; c < C; ++c) dx[r * C + c] = dy[r * C + c] * pg[c];
-          else
-            for (int64_t c = 0; c < C; ++c) dx[r * C + c] += dy[r * C + c] * pg[c];
+        for (int64_t r = r0; r < r1; ++r) {
+          detail::EwArr<T> da(dx + r * C, C);
+          detail::ew_store_or_add(da, detail::EwCArr<T>(dy + r * C, C) * detail::EwCArr<T>(pg, C), fresh);
+        }
       });
     }
     if (out.needs_grad(1)) {
@@ -293,10 +292,8 @@ Var<T> add_channels(const Var<T>& x, const Var<T>& b) {
       auto [g, fresh] = out.input_grad_store(0);
       T* dx = g->data();
       detail::ew_for(R * C, [&, fresh = fresh](int64_t i0, int64_t i1) {
-        if (fresh)
-          std::copy(dy + i0, dy + i1, dx + i0);
-        else
-          for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i];
+        detail::EwArr<T> da(dx + i0, i1 - i0);
+        detail::ew_store_or_add(da, detail::EwCArr<T>(dy + i0, i1 - i0), fresh);
       });
     }
     if (out.needs_grad(1)) {

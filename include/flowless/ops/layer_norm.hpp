@@ -102,10 +102,8 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, T ep
             gh = dr;
           const T m1 = gh.sum() / T(C);
           const T m2 = (gh * xhat).sum() / T(C);
-          if (dx_fresh)
-            Arr(dx + r * C, C) = rstd * (gh - m1 - xhat * m2);
-          else
-            Arr(dx + r * C, C) += rstd * (gh - m1 - xhat * m2);
+          Arr dxr(dx + r * C, C);
+          detail::ew_store_or_add(dxr, rstd * (gh - m1 - xhat * m2), dx_fresh);
         }
       }
     });
