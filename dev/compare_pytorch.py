@@ -562,6 +562,10 @@ def main():
         if not args.no_train:
             bench_cmd.append("--train")
 
+        # One more warmup step for training than asked (as flowless bench does):
+        # the first optimizer step allocates AdamW's state, so the second step
+        # still grows the allocator's pool.
+        train_warmup = args.warmup + 1 if args.warmup > 0 else 0
         rounds = []
         for r in range(args.rounds):
             fl = json.loads(run(bench_cmd))
@@ -570,7 +574,7 @@ def main():
             rec = {"flowless": fl, "torch_forward_seconds": t_fwd}
             if not args.no_train:
                 model.train()
-                parts = [torch_train() for _ in range(args.warmup + args.repeats)][args.warmup:]
+                parts = [torch_train() for _ in range(train_warmup + args.repeats)][train_warmup:]
                 rec["torch_train_fwd_bwd_seconds"] = median([p[0] for p in parts])
                 rec["torch_train_step_seconds"] = median([p[0] + p[1] for p in parts])
                 model.eval()
@@ -581,7 +585,7 @@ def main():
                 if not args.no_train:
                     model.train()
                     with torch.autocast("cpu", dtype=torch.bfloat16):
-                        parts = [torch_train() for _ in range(args.warmup + args.repeats)][args.warmup:]
+                        parts = [torch_train() for _ in range(train_warmup + args.repeats)][train_warmup:]
                     rec["torch_train_step_bf16_seconds"] = median([p[0] + p[1] for p in parts])
                     model.eval()
             rounds.append(rec)

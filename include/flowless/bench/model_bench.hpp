@@ -46,6 +46,9 @@
 //                        T = max_seq_len: forward + loss + backward + clip
 //                        (L2 1.0) + AdamW step (the model in training mode)
 //   train_step_cpu_seconds  its median CPU time (all threads)
+//   train_step_sys_seconds  the part of it spent in the kernel (getrusage)
+//   train_step_page_faults  median minor page faults per step (fresh pages
+//                        the allocator did not have cached)
 //   train_step_parts     median seconds of forward, loss, backward, clip, optimizer
 //   train_flops          analytical FLOPs of that step (3 x forward, batch 2)
 //   with opt.profile (ActionFormer presets, for performance work):
@@ -54,7 +57,8 @@
 //                        (profile.replica_exact says the replica reproduced the
 //                        detector's outputs bit for bit)
 //   profile.backward_ms  (with train) backward milliseconds per autograd op name
-// All times are wall-clock medians over opt.repeats runs after opt.warmup runs.
+// All times are wall-clock medians over opt.repeats runs after opt.warmup runs
+// (training: opt.warmup + 1 warmup steps when opt.warmup > 0, see run_model_bench).
 // Errors: unknown preset, device other than "cpu", T < 1, repeats < 1.
 #pragma once
 
@@ -68,6 +72,7 @@
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <sys/resource.h>
 #include <time.h>
 #include <vector>
 
@@ -180,6 +185,13 @@ inline double process_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Minor page faults and kernel CPU seconds of this process so far.
+inline std::pair<double, double> process_faults_and_sys_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return {double(ru.ru_minflt), double(ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_stime.tv_usec)};
 }
 
 inline double median(std::vector<double> v) {
@@ -575,14 +587,20 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
     std::map<std::string, std::vector<double>> parts;
     std::vector<double> steps;
     std::map<std::string, double> bwd_ms;
-    std::vector<double> step_cpu;
+    std::vector<double> step_cpu, step_faults, step_sys;
     const cpu::MatmulPrecision train_prec = cpu::parse_matmul_precision(opt.train_precision);
     r["train_precision"] = json::Value(opt.train_precision);
-    for (int i = 0; i < opt.warmup + opt.repeats; ++i) {
-      const bool keep = i >= opt.warmup;
+    // One warmup step more than asked: the first optimizer step allocates
+    // AdamW's state (two copies of the parameters) after the step's peak, so
+    // the second step still misses the block cache (about 60,000 page faults
+    // at the THUMOS size) and would be one of the timed steps.
+    const int train_warmup = opt.warmup > 0 ? opt.warmup + 1 : 0;
+    for (int i = 0; i < train_warmup + opt.repeats; ++i) {
+      const bool keep = i >= train_warmup;
       std::optional<cpu::MatmulPrecisionScope> step_precision;
       step_precision.emplace(train_prec);
       const double c0 = process_cpu_seconds();
+      const auto fs0 = process_faults_and_sys_seconds();
       auto t0 = Clock::now();
       auto out = model.forward(xv, tl);
       const double t_fwd = seconds_since(t0);
@@ -609,6 +627,9 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
       if (!keep) continue;
       steps.push_back(seconds_since(t0));
       step_cpu.push_back(process_cpu_seconds() - c0);
+      const auto fs1 = process_faults_and_sys_seconds();
+      step_faults.push_back(fs1.first - fs0.first);
+      step_sys.push_back(fs1.second - fs0.second);
       parts["forward"].push_back(t_fwd);
       parts["loss"].push_back(t_loss);
       parts["backward"].push_back(t_bwd);
@@ -618,6 +639,8 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
     model.train(false);
     r["train_step_seconds"] = json::Value(median(steps));
     r["train_step_cpu_seconds"] = json::Value(median(step_cpu));
+    r["train_step_sys_seconds"] = json::Value(median(step_sys));
+    r["train_step_page_faults"] = json::Value(median(step_faults));
     json::Value tp = json::Value::object();
     for (auto& [k, v] : parts) tp[k] = json::Value(median(v));
     r["train_step_parts"] = tp;
