@@ -69,6 +69,9 @@ TEST_CASE("model bench: bad options fail with a message that names them") {
   o.warmup = -1;
   CHECK(bench_error(o).find("warmup") != std::string::npos);
   o.warmup = 1;
+  o.threads = 0;
+  CHECK(bench_error(o).find("threads") != std::string::npos);
+  o.threads = 1;
   o.T = 0;
   CHECK(bench_error(o) != "<no error>");
   o.T = 100;

@@ -59,7 +59,8 @@
 //   profile.backward_ms  (with train) backward milliseconds per autograd op name
 // All times are wall-clock medians over opt.repeats runs after opt.warmup runs
 // (training: opt.warmup + 1 warmup steps when opt.warmup > 0, see run_model_bench).
-// Errors: unknown preset, device other than "cpu", T < 1, repeats < 1.
+// Errors: unknown preset, device other than "cpu", T < 1, repeats < 1,
+// warmup < 0, threads < 1.
 #pragma once
 
 #include <algorithm>
@@ -72,9 +73,11 @@
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <utility>
+#include <vector>
+
 #include <sys/resource.h>
 #include <time.h>
-#include <vector>
 
 #include "flowless/core/random.hpp"
 #include "flowless/dcd/student.hpp"
