@@ -525,7 +525,8 @@ class Commands {
     s->add_option("--precision", bench_.precision, "inference matrix products: fp32 | bf16")
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
-    s->add_option("--warmup", bench_.warmup, "untimed runs before the timed ones (training steps: one more when > 0)")->capture_default_str();
+    s->add_option("--warmup", bench_.warmup, "untimed runs before the timed ones (training steps: one more when > 0)")
+        ->capture_default_str();
     s->add_option("--train-precision", bench_.train_precision, "training-step matrix products: fp32 | bf16")
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();

@@ -190,12 +190,15 @@ inline double process_cpu_seconds() {
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
-// Minor page faults and kernel CPU seconds of this process so far.
-inline std::pair<double, double> process_faults_and_sys_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return {double(ru.ru_minflt), double(ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_stime.tv_usec)};
-}
+// What the kernel did for this process so far: minor page faults and CPU seconds in the kernel.
+struct KernelCounters {
+  double minor_faults = 0, sys_seconds = 0;
+  static KernelCounters now() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return {double(ru.ru_minflt), double(ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_stime.tv_usec)};
+  }
+};
 
 inline double median(std::vector<double> v) {
   FLOWLESS_CHECK(!v.empty(), "median of nothing");
@@ -603,7 +606,7 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
       std::optional<cpu::MatmulPrecisionScope> step_precision;
       step_precision.emplace(train_prec);
       const double c0 = process_cpu_seconds();
-      const auto fs0 = process_faults_and_sys_seconds();
+      const KernelCounters k0 = KernelCounters::now();
       auto t0 = Clock::now();
       auto out = model.forward(xv, tl);
       const double t_fwd = seconds_since(t0);
@@ -630,9 +633,9 @@ inline json::Value run_model_bench(const ModelBenchOptions& opt) {
       if (!keep) continue;
       steps.push_back(seconds_since(t0));
       step_cpu.push_back(process_cpu_seconds() - c0);
-      const auto fs1 = process_faults_and_sys_seconds();
-      step_faults.push_back(fs1.first - fs0.first);
-      step_sys.push_back(fs1.second - fs0.second);
+      const KernelCounters k1 = KernelCounters::now();
+      step_faults.push_back(k1.minor_faults - k0.minor_faults);
+      step_sys.push_back(k1.sys_seconds - k0.sys_seconds);
       parts["forward"].push_back(t_fwd);
       parts["loss"].push_back(t_loss);
       parts["backward"].push_back(t_bwd);
