@@ -14,6 +14,7 @@
 #include "test_util.hpp"
 #include "flowless/io/file.hpp"
 #include "flowless/io/json.hpp"
+#include "flowless/eval/paired.hpp"
 #include "flowless/core/random.hpp"
 
 using flowless::Error;
@@ -904,4 +905,38 @@ TEST_CASE("nms: cross-check against the reference code (torch port, dev/eval_ref
   check_soft(problem1, 0.3f, 0.5f, 0.05f, 2, {1, 3, 9, 10, 31, 32, 41, 44, 58, 34, 36, 13, 42, 18, 55, 22, 29, 48, 16, 24, 49, 56, 12, 15, 35, 33, 17, 40, 50, 38, 21, 52, 30, 5, 2, 11, 37, 23, 4, 25, 39, 57, 54},
       {0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.800000011920929f, 0.7514874339103699f, 0.7292551398277283f, 0.6000000238418579f, 0.49550434947013855f, 0.4635583460330963f, 0.41479313373565674f, 0.4000000059604645f, 0.4000000059604645f, 0.3482755422592163f, 0.3349892795085907f, 0.3100084066390991f, 0.3045904040336609f, 0.3000064492225647f, 0.28365615010261536f, 0.25677168369293213f, 0.24844922125339508f, 0.22822651267051697f, 0.22603969275951385f, 0.21681684255599976f, 0.19237197935581207f, 0.17172695696353912f, 0.16479280591011047f, 0.1489190310239792f, 0.12440025806427002f, 0.11093105375766754f, 0.09602580219507217f, 0.09313028305768967f, 0.08947207033634186f, 0.08229757100343704f, 0.07864049822092056f, 0.06976331770420074f, 0.06257206201553345f, 0.053438663482666016f, 0.052837762981653214f});
   CHECK(nms_1d(problem1.start.data(), problem1.end.data(), problem1.score.data(), 60, 0.3f) == std::vector<int>{44, 36, 35, 34, 41, 10, 9, 31, 3, 58, 1, 13, 18, 22, 52, 50, 48, 16, 21});
+}
+
+// ---------------------------------------------------------------- paired comparison over seeds
+
+TEST_CASE("paired_difference: mean, sample std, standard error and positive count of a - b") {
+  using flowless::eval::paired_difference;
+  // d = {2, -1, 5}: mean 2, sample variance ((0)^2 + 3^2 + 3^2) / 2 = 9, std 3, SE 3 / sqrt(3)
+  auto d = paired_difference({52.0, 49.0, 56.0}, {50.0, 50.0, 51.0});
+  CHECK(d.n == 3);
+  CHECK(d.positive == 2);
+  CHECK(d.mean == doctest::Approx(2.0).epsilon(1e-12));
+  CHECK(d.std == doctest::Approx(3.0).epsilon(1e-12));
+  CHECK(d.std_error == doctest::Approx(std::sqrt(3.0)).epsilon(1e-12));
+  // The sign follows the order of the arguments.
+  auto r = paired_difference({50.0, 50.0, 51.0}, {52.0, 49.0, 56.0});
+  CHECK(r.mean == doctest::Approx(-2.0).epsilon(1e-12));
+  CHECK(r.positive == 1);
+  CHECK(r.std == doctest::Approx(3.0).epsilon(1e-12));
+  // One pair: no spread to estimate; a tie is not positive.
+  auto one = paired_difference({1.5}, {1.5});
+  CHECK(one.n == 1);
+  CHECK(one.mean == 0.0);
+  CHECK(one.std == 0.0);
+  CHECK(one.std_error == 0.0);
+  CHECK(one.positive == 0);
+}
+
+TEST_CASE("paired_difference: unequal sizes, no pairs and non-finite values are errors") {
+  using flowless::eval::paired_difference;
+  CHECK(contains(error_of([] { paired_difference({1.0, 2.0}, {1.0}); }), "2 values against 1"));
+  CHECK(contains(error_of([] { paired_difference({}, {}); }), "no pairs"));
+  CHECK(contains(error_of([] { paired_difference({1.0, std::nan("")}, {1.0, 2.0}); }), "pair 1 is not finite"));
+  CHECK(contains(error_of([] { paired_difference({1.0}, {std::numeric_limits<double>::infinity()}); }),
+                 "pair 0 is not finite"));
 }

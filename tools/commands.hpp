@@ -19,6 +19,7 @@
 #include "flowless/data/dataset.hpp"
 #include "flowless/data/synth.hpp"
 #include "flowless/eval/detection_map.hpp"
+#include "flowless/eval/paired.hpp"
 #include "flowless/io/npy.hpp"
 #include "flowless/models/model_file.hpp"
 #include "flowless/workflow/predictions.hpp"
@@ -450,6 +451,7 @@ class Commands {
       }
     }
     std::string text = mean_std_table(exp_.variants, results, tious, infer_secs, params, train_secs);
+    text += paired_table(exp_.variants, results);
     std::printf("\n%s", text.c_str());
     io::write_file_atomic(exp_.out + "/results.md", text);
     return 0;
@@ -500,6 +502,43 @@ class Commands {
     return os.str();
   }
 
+
+  // Every variant against rgb, and every dcd-laf variant against dcd-concat, paired by
+  // seed (eval/paired.hpp): the mean difference ± its standard error, and on how many
+  // seeds it was positive. Empty when no pair of variants ran.
+  static std::string paired_table(const std::vector<std::string>& variants,
+                                  std::map<std::string, std::vector<eval::DetectionResult>>& results) {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    auto ran = [&](const std::string& v) { return results.count(v) && !results[v].empty(); };
+    for (auto& v : variants) {
+      if (v != "rgb" && ran(v) && ran("rgb")) pairs.push_back({v, "rgb"});
+      if (v.rfind("dcd-laf", 0) == 0 && ran(v) && ran("dcd-concat")) pairs.push_back({v, "dcd-concat"});
+    }
+    if (pairs.empty()) return "";
+    const size_t K = results[pairs.front().first].front().map.size();
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(2);
+    os << "\nPaired by seed (mean difference ± standard error, seeds where it is positive):\n\n"
+       << "| difference | average mAP | mAP@" << std::setprecision(1) << results[pairs.front().first].front().tiou_thresholds.front()
+       << " | mAP@" << results[pairs.front().first].front().tiou_thresholds.back() << std::setprecision(2)
+       << " |\n|---|---|---|---|\n";
+    for (auto& [a, b] : pairs) {
+      auto column = [&](const std::string& v, int k) {  // k = -1: the average
+        std::vector<double> x;
+        for (auto& r : results[v]) x.push_back(100 * (k < 0 ? r.average_map : r.map[size_t(k)]));
+        return x;
+      };
+      os << "| " << a << " − " << b << " |";
+      for (int k : {-1, 0, int(K) - 1}) {
+        auto d = eval::paired_difference(column(a, k), column(b, k));
+        const double m = d.mean == 0 ? 0.0 : d.mean;  // no "-0.00"
+        os << " " << (m >= 0 ? "+" : "") << m << " ± " << d.std_error << " (" << d.positive << " of " << d.n
+           << ") |";
+      }
+      os << "\n";
+    }
+    return os.str();
+  }
 
   // ---- bench ------------------------------------------------------------------
   bench::ModelBenchOptions bench_;

@@ -1,0 +1,61 @@
+// flowless/eval/paired.hpp - paired comparison of two variants over seeds.
+//
+// Two detector variants trained with the same training seeds on the same
+// data are compared seed by seed: d_i = a_i - b_i. Pairing removes what the
+// two runs of one seed share (the data order and the trunk's initialisation,
+// identical for every variant of flowless's `experiment`), so the spread of
+// the differences is the noise that decides whether a is better than b,
+// not the spread of either variant alone.
+//
+// paired_difference(a, b), a and b of equal length n >= 1 (a[i] and b[i] are
+// the same seed):
+//   mean      = mean of d
+//   std       = sample standard deviation of d (n - 1 in the denominator;
+//               0 when n == 1)
+//   std_error = std / sqrt(n)  (0 when n == 1)
+//   positive  = how many d_i > 0;  n = the number of pairs
+// Throws flowless::Error when the sizes differ or are 0, or a value is not
+// finite.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "flowless/core/error.hpp"
+
+namespace flowless::eval {
+
+struct PairedDifference {
+  double mean = 0;
+  double std = 0;
+  double std_error = 0;
+  size_t positive = 0;
+  size_t n = 0;
+};
+
+inline PairedDifference paired_difference(const std::vector<double>& a, const std::vector<double>& b) {
+  FLOWLESS_CHECK(a.size() == b.size(), "paired_difference: ", a.size(), " values against ", b.size(),
+                 " (one value per seed on each side)");
+  FLOWLESS_CHECK(!a.empty(), "paired_difference: no pairs");
+  PairedDifference r;
+  r.n = a.size();
+  std::vector<double> d(r.n);
+  for (size_t i = 0; i < r.n; ++i) {
+    FLOWLESS_CHECK(std::isfinite(a[i]) && std::isfinite(b[i]), "paired_difference: pair ", i,
+                   " is not finite (", a[i], ", ", b[i], ")");
+    d[i] = a[i] - b[i];
+    r.mean += d[i];
+    if (d[i] > 0) ++r.positive;
+  }
+  r.mean /= double(r.n);
+  if (r.n > 1) {
+    double ss = 0;
+    for (double x : d) ss += (x - r.mean) * (x - r.mean);
+    r.std = std::sqrt(ss / double(r.n - 1));
+    r.std_error = r.std / std::sqrt(double(r.n));
+  }
+  return r;
+}
+
+}  // namespace flowless::eval
