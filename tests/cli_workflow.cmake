@@ -41,6 +41,16 @@ endforeach()
 # A student reads only RGB channels: a feature file holding RGB alone works.
 run(${CLI} detect --model ${W}/dcd.safetensors --features ${D}/features/video_test_0000001.npy --out ${W}/one.json)
 run(${CLI} info ${W}/dcd.safetensors)
+# The distillation weights a run used are in its file: the task's defaults when not given.
+string(FIND "${LAST_OUT}" "\"lambda_f\":0.5,\"lambda_p\":0.5" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "info of dcd.safetensors lacks the default weights lambda_f 0.5, lambda_p 0.5:\n${LAST_OUT}")
+endif()
+run(${CLI} info ${W}/kd.safetensors)
+string(FIND "${LAST_OUT}" "kd_training: {\"lambda_f\":0.25}" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "info of kd.safetensors lacks the default weight lambda_f 0.25:\n${LAST_OUT}")
+endif()
 # The analysis heads of a student; a detector file has none.
 run(${CLI} detect --model ${W}/dcd.safetensors --data ${D} --split test --head motion --out ${W}/pred_dcd_motion.json)
 run_fails("needs a DCD student file" ${CLI} detect --model ${W}/rgb.safetensors --data ${D} --head motion --out ${W}/h.json)
@@ -109,6 +119,12 @@ run_fails("window must be odd" ${CLI} train --data ${D} --dcd --teacher ${W}/flo
           --quiet --laf-window 4 --out ${W}/bad.safetensors)
 run_fails("apply to --dcd only" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet --laf-window 3
           --out ${W}/bad.safetensors)
+run_fails("--lambda-f must be a finite number >= 0" ${CLI} train --data ${D} --dcd --teacher ${W}/flow.safetensors
+          --preset tiny --epochs 1 --quiet --lambda-f -1 --out ${W}/bad.safetensors)
+run_fails("--lambda-p applies to --dcd only" ${CLI} train --data ${D} --kd-plain --teacher ${W}/flow.safetensors
+          --preset tiny --epochs 1 --quiet --lambda-p 1 --out ${W}/bad.safetensors)
+run_fails("apply to --dcd and --kd-plain only" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet
+          --lambda-f 1 --out ${W}/bad.safetensors)
 if(EXISTS ${W}/bad.safetensors)
   message(FATAL_ERROR "a refused train wrote its --out file")
 endif()

@@ -158,11 +158,16 @@ class Commands {
   // ---- train ----------------------------------------------------------------
   workflow::TrainRequest tr_;
   bool tr_dcd_ = false, tr_kd_plain_ = false, tr_quiet_ = false;
+  double tr_lambda_f_ = 0, tr_lambda_p_ = 0;  // reach tr_ only when given (else the task's defaults)
+  CLI::Option* tr_lambda_f_opt_ = nullptr;
+  CLI::Option* tr_lambda_p_opt_ = nullptr;
   void add_train(CLI::App& app) {
     auto* s = sub(app, "train", "train a detector, a DCD student (--dcd) or a plain-distillation baseline (--kd-plain)",
                   [this] {
                     FLOWLESS_CHECK(!(tr_dcd_ && tr_kd_plain_), "give at most one of --dcd and --kd-plain");
                     tr_.mode = tr_dcd_ ? "dcd" : tr_kd_plain_ ? "kd-plain" : "detector";
+                    if (tr_lambda_f_opt_->count()) tr_.lambda_f = tr_lambda_f_;
+                    if (tr_lambda_p_opt_->count()) tr_.lambda_p = tr_lambda_p_;
                     tr_.progress = !tr_quiet_;
                     auto res = workflow::train_model(tr_);
                     const auto& last = res.epochs.back().summary;
@@ -191,8 +196,9 @@ class Commands {
     s->add_option("--teacher", tr_.teacher, "frozen teacher model file (flow modality)");
     s->add_option("--fusion", tr_.fusion, "DCD fusion: laf | concat")->capture_default_str();
     s->add_option("--kd", tr_.kd, "DCD distillation terms: feature,prediction")->capture_default_str();
-    s->add_option("--lambda-f", tr_.lambda_f, "feature distillation weight")->capture_default_str();
-    s->add_option("--lambda-p", tr_.lambda_p, "prediction distillation weight")->capture_default_str();
+    tr_lambda_f_opt_ = s->add_option("--lambda-f", tr_lambda_f_,
+                                     "feature distillation weight (default: 0.5 with --dcd, 0.25 with --kd-plain)");
+    tr_lambda_p_opt_ = s->add_option("--lambda-p", tr_lambda_p_, "DCD: prediction distillation weight (default: 0.5)");
     s->add_option("--branch-weight", tr_.branch_weight, "DCD: weight of the appearance branch's detection loss")
         ->capture_default_str();
     s->add_option("--branch-dim", tr_.branch_dim, "DCD: width of F_m and F_a (0 = the neck width)")->capture_default_str();

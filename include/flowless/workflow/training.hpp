@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -44,7 +45,9 @@ struct TrainRequest {
   std::string teacher;                // teacher model file (dcd, kd-plain)
   std::string fusion = "laf";         // laf | concat (dcd)
   std::string kd = "feature,prediction";  // which distillation terms (dcd)
-  double lambda_f = 1.0, lambda_p = 1.0;
+  // Distillation weights; unset = the task's default (dcd::DcdTaskOptions: 0.5 and 0.5;
+  // dcd::PlainKdOptions: lambda_f 0.25; chosen on data seed 2 of `default`, docs/dcd.md).
+  std::optional<double> lambda_f, lambda_p;
   dcd::LafOptions laf;                // LAF window, aggregation, residual, norm, out_proj (dcd, fusion laf)
   int branch_dim = 0;                 // width of F_m and F_a (dcd; 0 = the neck width)
   double branch_weight = 1.0;         // weight of the appearance branch's detection loss (dcd)
@@ -194,11 +197,11 @@ inline void configure_variant(TrainRequest& r, const std::string& spec) {
     };
     if (key == "lambda_f") {
       r.lambda_f = number();
-      FLOWLESS_CHECK(r.lambda_f >= 0, "variant '", spec, "': lambda_f must be >= 0");
+      FLOWLESS_CHECK(*r.lambda_f >= 0, "variant '", spec, "': lambda_f must be >= 0");
     } else if (key == "lambda_p") {
       needs(dcd, "dcd-*");
       r.lambda_p = number();
-      FLOWLESS_CHECK(r.lambda_p >= 0, "variant '", spec, "': lambda_p must be >= 0");
+      FLOWLESS_CHECK(*r.lambda_p >= 0, "variant '", spec, "': lambda_p must be >= 0");
     } else if (key == "branch_weight") {
       needs(dcd, "dcd-*");
       r.branch_weight = number();
@@ -337,12 +340,26 @@ inline TrainResult train_model(const TrainRequest& r) {
                    "train: --laf-*, --branch-dim, --branch-weight and --no-joint-grad apply to --dcd only");
     FLOWLESS_CHECK(r.branch_weight >= 0 && std::isfinite(r.branch_weight), "train: --branch-weight must be >= 0, got ",
                    r.branch_weight);
+    FLOWLESS_CHECK(r.mode != "detector" || (!r.lambda_f && !r.lambda_p),
+                   "train: --lambda-f and --lambda-p apply to --dcd and --kd-plain only");
+    FLOWLESS_CHECK(r.mode == "dcd" || !r.lambda_p, "train: --lambda-p applies to --dcd only");
+    for (auto [flag, v] : {std::pair{"--lambda-f", r.lambda_f}, std::pair{"--lambda-p", r.lambda_p}})
+      FLOWLESS_CHECK(!v || (std::isfinite(*v) && *v >= 0), "train: ", flag, " must be a finite number >= 0, got ", *v);
+  }
+  // The weights this run uses: the request's, else the task's defaults.
+  const double lambda_f =
+      r.lambda_f.value_or(r.mode == "dcd" ? dcd::DcdTaskOptions{}.lambda_f : dcd::PlainKdOptions{}.lambda_f);
+  const double lambda_p = r.lambda_p.value_or(dcd::DcdTaskOptions{}.lambda_p);
+  if (r.mode == "kd-plain") {
+    json::Value t = json::Value::object();
+    t["lambda_f"] = json::Value(lambda_f);
+    meta["kd_training"] = json::dump(t);
   }
   if (r.mode == "dcd") {
     json::Value t = json::Value::object();
     t["kd"] = json::Value(r.kd);
-    t["lambda_f"] = json::Value(r.lambda_f);
-    t["lambda_p"] = json::Value(r.lambda_p);
+    t["lambda_f"] = json::Value(lambda_f);
+    t["lambda_p"] = json::Value(lambda_p);
     t["branch_weight"] = json::Value(r.branch_weight);
     t["joint_grad"] = json::Value(r.joint_grad);
     meta["dcd_training"] = json::dump(t);
@@ -366,8 +383,8 @@ inline TrainResult train_model(const TrainRequest& r) {
       o.rgb_channels = channels;
       o.flow_channels = flow;
       o.seed = r.seed;
-      o.lambda_f = r.kd.find("feature") != std::string::npos ? r.lambda_f : 0.0;
-      o.lambda_p = r.kd.find("prediction") != std::string::npos ? r.lambda_p : 0.0;
+      o.lambda_f = r.kd.find("feature") != std::string::npos ? lambda_f : 0.0;
+      o.lambda_p = r.kd.find("prediction") != std::string::npos ? lambda_p : 0.0;
       o.branch_weight = r.branch_weight;
       o.joint_grad_to_branches = r.joint_grad;
       task = std::make_unique<dcd::DcdTask<float>>(*student, *teacher, o);
@@ -380,7 +397,7 @@ inline TrainResult train_model(const TrainRequest& r) {
       o.rgb_channels = channels;
       o.flow_channels = flow;
       o.seed = r.seed;
-      o.lambda_f = r.lambda_f;
+      o.lambda_f = lambda_f;
       task = std::make_unique<dcd::PlainKdTask<float>>(*det, *teacher, o);
       auto* d = det.get();
       save = [d, &r, meta] { models::save_detector(r.out, *d, meta); };
