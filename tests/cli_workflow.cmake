@@ -101,6 +101,14 @@ string(FIND "${LAST_OUT}" "\"residual\": true" pos)
 if(pos EQUAL -1)
   message(FATAL_ERROR "info of the ablation student shows no residual LAF:\n${LAST_OUT}")
 endif()
+# A reused file must have been trained with the weights the variant asks for (defaults change).
+run(${CLI} train --data ${W}/exp/data --dcd --fusion concat --teacher ${W}/exp/seed1/flow.safetensors --preset tiny
+    --epochs 1 --quiet --lambda-f 2 --out ${W}/exp/seed1/dcd-concat.safetensors)
+run_fails("dcd-concat.safetensors: was trained with lambda_f 2, lambda_p 0.5, this run asks for 0.5, 0.5" ${CLI}
+          experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json --model-preset tiny --epochs 1
+          --seeds 1 --variants rgb dcd-concat --threads 1)
+run(${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json --model-preset tiny --epochs 1
+    --seeds 1 --variants rgb dcd-concat:lambda_f=2 --threads 1)
 run_fails("unknown option 'windw'" ${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json
           --model-preset tiny --epochs 1 --seeds 1 --variants dcd-laf:windw=3 --threads 1)
 run_fails("applies to dcd-laf variants only" ${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json

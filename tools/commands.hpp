@@ -423,6 +423,8 @@ class Commands {
         const std::string stem = workflow::variant_file_stem(v);
         r.out = v == "flow" ? teacher : sd + "/" + stem + ".safetensors";
         const std::string result_file = sd + "/" + stem + ".result.json";
+        // A file from an earlier run is reused only if it has this run's distillation weights.
+        if (io::file_exists(r.out)) workflow::check_distillation_weights(r, r.out);
         if (!io::file_exists(result_file)) {
           if (!io::file_exists(r.out)) workflow::train_model(r);
           double train_secs = -1;

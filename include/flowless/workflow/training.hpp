@@ -25,10 +25,13 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flowless/dcd/tasks.hpp"
 #include "flowless/eval/detection_map.hpp"
+#include "flowless/io/json.hpp"
+#include "flowless/io/safetensors.hpp"
 #include "flowless/models/any_model.hpp"
 #include "flowless/train/trainer.hpp"
 
@@ -143,6 +146,38 @@ std::vector<eval::Prediction> detect_split(models::AnyModel<T>& model, const std
       preds.push_back({ds.id(i), d.start, d.end, d.label, d.score});
   }
   return preds;
+}
+
+/// The distillation weights {lambda_f, lambda_p} a request trains with: its own,
+/// else its task's defaults (dcd::DcdTaskOptions for dcd, dcd::PlainKdOptions for
+/// kd-plain, which has no lambda_p: 0). A kd-plain file records lambda_f in its
+/// metadata as "kd_training", a student both as "dcd_training".
+inline std::pair<double, double> distillation_weights(const TrainRequest& r) {
+  if (r.mode == "dcd")
+    return {r.lambda_f.value_or(dcd::DcdTaskOptions{}.lambda_f), r.lambda_p.value_or(dcd::DcdTaskOptions{}.lambda_p)};
+  return {r.lambda_f.value_or(dcd::PlainKdOptions{}.lambda_f), 0.0};
+}
+
+/// For a model file that `r` would reuse instead of training (flowless experiment):
+/// fails naming the file when it was trained with other distillation weights than
+/// `r` asks for, e.g. with the defaults of before session 12 (1 and 1). Detectors
+/// carry no weights and always pass.
+inline void check_distillation_weights(const TrainRequest& r, const std::string& file) {
+  if (r.mode != "dcd" && r.mode != "kd-plain") return;
+  const auto want = distillation_weights(r);
+  const auto meta = io::load_safetensors(file).metadata;
+  const std::string key = r.mode == "dcd" ? "dcd_training" : "kd_training";
+  auto it = meta.find(key);
+  FLOWLESS_CHECK(it != meta.end(), file, ": has no \"", key, "\" record of its distillation weights (trained before ",
+                 "session 12, whose defaults were lambda_f = lambda_p = 1); this run asks for lambda_f ", want.first,
+                 r.mode == "dcd" ? ", lambda_p " + json::dump(json::Value(want.second)) : std::string(),
+                 ": remove the file or use another --out");
+  json::Value t = json::parse(it->second, file + " (" + key + ")");
+  const double f = t.at("lambda_f").as_number(), p = r.mode == "dcd" ? t.at("lambda_p").as_number() : 0.0;
+  FLOWLESS_CHECK(f == want.first && p == want.second, file, ": was trained with lambda_f ", f,
+                 r.mode == "dcd" ? ", lambda_p " + json::dump(json::Value(p)) : std::string(), ", this run asks for ",
+                 want.first, r.mode == "dcd" ? ", " + json::dump(json::Value(want.second)) : std::string(),
+                 ": remove the file or use another --out");
 }
 
 /// Sets the mode, modality and options of one `flowless experiment` variant.
@@ -346,10 +381,7 @@ inline TrainResult train_model(const TrainRequest& r) {
     for (auto [flag, v] : {std::pair{"--lambda-f", r.lambda_f}, std::pair{"--lambda-p", r.lambda_p}})
       FLOWLESS_CHECK(!v || (std::isfinite(*v) && *v >= 0), "train: ", flag, " must be a finite number >= 0, got ", *v);
   }
-  // The weights this run uses: the request's, else the task's defaults.
-  const double lambda_f =
-      r.lambda_f.value_or(r.mode == "dcd" ? dcd::DcdTaskOptions{}.lambda_f : dcd::PlainKdOptions{}.lambda_f);
-  const double lambda_p = r.lambda_p.value_or(dcd::DcdTaskOptions{}.lambda_p);
+  const auto [lambda_f, lambda_p] = distillation_weights(r);
   if (r.mode == "kd-plain") {
     json::Value t = json::Value::object();
     t["lambda_f"] = json::Value(lambda_f);
