@@ -280,7 +280,7 @@ class DcdTask : public train::TrainTask<T> {
 // ---------------------------------------------------------------------------
 
 struct PlainKdOptions {
-  double lambda_f = 0.25;  // feature distillation weight (neck features; tuned as DcdTaskOptions')
+  double lambda_f = 0.25;  // feature distillation weight (neck features), chosen as DcdTaskOptions says
   double lambda_p = 0.0;  // optional prediction distillation on the detector's own head
   DistillationOptions distill;
   ChannelRange rgb_channels{0, 0};
