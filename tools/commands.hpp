@@ -471,14 +471,7 @@ class Commands {
                                     std::map<std::string, std::vector<double>>& secs,
                                     std::map<std::string, std::vector<double>>& params,
                                     std::map<std::string, std::vector<double>>& train_secs) {
-    auto stats = [](const std::vector<double>& x) {
-      double m = 0, v = 0;
-      for (double a : x) m += a;
-      m /= double(x.size());
-      for (double a : x) v += (a - m) * (a - m);
-      double sd = x.size() > 1 ? std::sqrt(v / double(x.size() - 1)) : 0.0;
-      return std::pair<double, double>{m, sd};
-    };
+    auto stats = [](const std::vector<double>& x) { return eval::mean_and_std(x); };
     std::ostringstream os;
     os << std::fixed << std::setprecision(2);
     os << "| variant | runs |";
@@ -523,13 +516,13 @@ class Commands {
       if (v.rfind("dcd-laf", 0) == 0 && ran(v) && ran("dcd-concat")) pairs.push_back({v, "dcd-concat"});
     }
     if (pairs.empty()) return "";
-    const size_t K = results[pairs.front().first].front().map.size();
+    const eval::DetectionResult& first = results[pairs.front().first].front();
+    const size_t K = first.map.size();
     std::ostringstream os;
     os << std::fixed << std::setprecision(2);
     os << "\nPaired by seed (mean difference ± standard error, seeds where it is positive):\n\n"
-       << "| difference | average mAP | mAP@" << std::setprecision(1) << results[pairs.front().first].front().tiou_thresholds.front()
-       << " | mAP@" << results[pairs.front().first].front().tiou_thresholds.back() << std::setprecision(2)
-       << " |\n|---|---|---|---|\n";
+       << "| difference | average mAP | mAP@" << std::setprecision(1) << first.tiou_thresholds.front() << " | mAP@"
+       << first.tiou_thresholds.back() << std::setprecision(2) << " |\n|---|---|---|---|\n";
     for (auto& [a, b] : pairs) {
       auto column = [&](const std::string& v, int k) {  // k = -1: the average
         std::vector<double> x;

@@ -16,10 +16,15 @@
 //   positive  = how many d_i > 0;  n = the number of pairs
 // Throws flowless::Error when the sizes differ or are 0, or a value is not
 // finite.
+//
+// mean_and_std(x): {mean, sample standard deviation (0 when x has one value)}
+// of n >= 1 values; the statistic of each variant's column in the tables.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "flowless/core/error.hpp"
@@ -34,6 +39,17 @@ struct PairedDifference {
   size_t n = 0;
 };
 
+inline std::pair<double, double> mean_and_std(const std::vector<double>& x) {
+  FLOWLESS_CHECK(!x.empty(), "mean_and_std: no values");
+  double m = 0;
+  for (double a : x) m += a;
+  m /= double(x.size());
+  if (x.size() < 2) return {m, 0.0};
+  double ss = 0;
+  for (double a : x) ss += (a - m) * (a - m);
+  return {m, std::sqrt(ss / double(x.size() - 1))};
+}
+
 inline PairedDifference paired_difference(const std::vector<double>& a, const std::vector<double>& b) {
   FLOWLESS_CHECK(a.size() == b.size(), "paired_difference: ", a.size(), " values against ", b.size(),
                  " (one value per seed on each side)");
@@ -45,16 +61,10 @@ inline PairedDifference paired_difference(const std::vector<double>& a, const st
     FLOWLESS_CHECK(std::isfinite(a[i]) && std::isfinite(b[i]), "paired_difference: pair ", i,
                    " is not finite (", a[i], ", ", b[i], ")");
     d[i] = a[i] - b[i];
-    r.mean += d[i];
     if (d[i] > 0) ++r.positive;
   }
-  r.mean /= double(r.n);
-  if (r.n > 1) {
-    double ss = 0;
-    for (double x : d) ss += (x - r.mean) * (x - r.mean);
-    r.std = std::sqrt(ss / double(r.n - 1));
-    r.std_error = r.std / std::sqrt(double(r.n));
-  }
+  std::tie(r.mean, r.std) = mean_and_std(d);
+  r.std_error = r.std / std::sqrt(double(r.n));
   return r;
 }
 

@@ -166,18 +166,22 @@ inline void check_distillation_weights(const TrainRequest& r, const std::string&
   if (r.mode != "dcd" && r.mode != "kd-plain") return;
   const auto want = distillation_weights(r);
   const auto meta = io::load_safetensors(file).metadata;
-  const std::string key = r.mode == "dcd" ? "dcd_training" : "kd_training";
+  const bool dcd = r.mode == "dcd";
+  const std::string key = dcd ? "dcd_training" : "kd_training";
+  auto values = [&](double f, double p) {  // "F" or "F, P"
+    return json::dump(json::Value(f)) + (dcd ? ", " + json::dump(json::Value(p)) : std::string());
+  };
+  auto named = [&](double f, double p) {  // "lambda_f F" or "lambda_f F, lambda_p P"
+    return "lambda_f " + json::dump(json::Value(f)) + (dcd ? ", lambda_p " + json::dump(json::Value(p)) : std::string());
+  };
   auto it = meta.find(key);
   FLOWLESS_CHECK(it != meta.end(), file, ": has no \"", key, "\" record of its distillation weights (trained before ",
-                 "session 12, whose defaults were lambda_f = lambda_p = 1); this run asks for lambda_f ", want.first,
-                 r.mode == "dcd" ? ", lambda_p " + json::dump(json::Value(want.second)) : std::string(),
-                 ": remove the file or use another --out");
+                 "session 12, whose defaults were lambda_f = lambda_p = 1); this run asks for ",
+                 named(want.first, want.second), ": remove the file or use another --out");
   json::Value t = json::parse(it->second, file + " (" + key + ")");
-  const double f = t.at("lambda_f").as_number(), p = r.mode == "dcd" ? t.at("lambda_p").as_number() : 0.0;
-  FLOWLESS_CHECK(f == want.first && p == want.second, file, ": was trained with lambda_f ", f,
-                 r.mode == "dcd" ? ", lambda_p " + json::dump(json::Value(p)) : std::string(), ", this run asks for ",
-                 want.first, r.mode == "dcd" ? ", " + json::dump(json::Value(want.second)) : std::string(),
-                 ": remove the file or use another --out");
+  const double f = t.at("lambda_f").as_number(), p = dcd ? t.at("lambda_p").as_number() : 0.0;
+  FLOWLESS_CHECK(f == want.first && p == want.second, file, ": was trained with ", named(f, p), ", this run asks for ",
+                 values(want.first, want.second), ": remove the file or use another --out");
 }
 
 /// Sets the mode, modality and options of one `flowless experiment` variant.
