@@ -7,6 +7,7 @@ Not used by the library or its tests; it produced the numbers embedded in
 tests/test_eval.cpp.
 
   python3 dev/eval_reference.py eval ANN.json PRED.json [split] [tious]
+  python3 dev/eval_reference.py detad ANN.json PRED.json [split] [limit_factor]
   python3 dev/eval_reference.py nms-cases
 """
 import json
@@ -161,6 +162,96 @@ def evaluate(ann_file, pred_file, split='test', tious=np.linspace(0.3, 0.7, 5)):
     return {'tiou_thresholds': list(tious), 'mAP': mAP.tolist(), 'average_mAP': float(mAP.mean()),
             'recall_at_1x': mrec[:, 0].tolist(), 'recall_at_5x': mrec[:, 1].tolist(),
             'per_class_ap': {str(c): ap[:, ci].tolist() for ci, c in enumerate(classes)}}
+
+
+# ------------------------------------------- DETAD false-positive analysis
+FP_TYPES = ['true_positive', 'double_detection', 'wrong_label', 'localization', 'confusion', 'background']
+
+
+def match_flags(gt, pred, tious):
+    """ap_detection's matching: (predictions by decreasing score, tp[t, i])."""
+    scores = np.array([p[4] for p in pred])
+    sort_idx = scores.argsort()[::-1]
+    pred = [pred[i] for i in sort_idx]
+    tp = np.zeros((len(tious), len(pred)))
+    lock_gt = np.ones((len(tious), len(gt))) * -1
+    gbv = group_rows(gt)
+    for idx, p in enumerate(pred):
+        if p[0] not in gbv:
+            continue
+        this_gt = gbv[p[0]]
+        segs = np.array([[r[1], r[2]] for _, r in this_gt])
+        tiou_arr = segment_iou(np.array([p[1], p[2]]), segs)
+        for tidx, thr in enumerate(tious):
+            for jdx in tiou_arr.argsort()[::-1]:
+                if tiou_arr[jdx] < thr:
+                    break
+                gi = this_gt[jdx][0]
+                if lock_gt[tidx, gi] >= 0:
+                    continue
+                tp[tidx, idx] = 1
+                lock_gt[tidx, gi] = idx
+                break
+    return pred, tp
+
+
+def ap_of_flags(tp, npos):
+    if len(tp) == 0:
+        return interpolated_prec_rec(np.zeros(0), np.zeros(0))
+    tp_c = np.cumsum(tp).astype(float)
+    fp_c = np.cumsum(1 - tp).astype(float)
+    return interpolated_prec_rec(tp_c / (tp_c + fp_c), tp_c / npos)
+
+
+def detad_fp(ann_file, pred_file, split='test', tious=np.linspace(0.3, 0.7, 5), limit_factor=10, min_tiou=0.1):
+    """DETAD's analyze_fp_error_types and average-mAP gains, following
+    HumamAlwassel/DETAD src/action_detector_diagnosis.py (pandas-free)."""
+    gt = load_gt(ann_file, split)
+    classes = sorted(set(r[3] for r in gt))
+    pred = [p for p in load_pred(pred_file) if p[3] in classes]
+    gt_by_video = group_rows(gt)
+    counts = np.zeros((len(tious), len(FP_TYPES)), dtype=int)
+    ap = np.zeros((len(FP_TYPES), len(tious), len(classes)))
+    n_pred = 0
+    for ci, c in enumerate(classes):
+        g = [r for r in gt if r[3] == c]
+        p = [r for r in pred if r[3] == c]
+        if limit_factor:
+            # pandas nlargest(n, 'score'), keep='first': by score, ties in frame order
+            order = sorted(range(len(p)), key=lambda i: -p[i][4])
+            p = [p[i] for i in order[:int(len(g) * limit_factor)]]
+        n_pred += len(p)
+        if not p:
+            continue
+        p, tp = match_flags(g, p, tious)
+        for tidx, thr in enumerate(tious):
+            types = np.zeros(len(p), dtype=int)
+            for i, q in enumerate(p):
+                if tp[tidx, i]:
+                    continue
+                if q[0] not in gt_by_video:
+                    types[i] = 5
+                    continue
+                vg = gt_by_video[q[0]]
+                tiou_arr = segment_iou(np.array([q[1], q[2]]), np.array([[r[1], r[2]] for _, r in vg]))
+                same = vg[tiou_arr.argmax()][1][3] == c
+                top = tiou_arr.max()
+                if top >= thr:
+                    types[i] = 1 if same else 2
+                elif top >= min_tiou:
+                    types[i] = 3 if same else 4
+                else:
+                    types[i] = 5
+            for e in range(len(FP_TYPES)):
+                counts[tidx, e] += int((types == e).sum())
+            ap[0, tidx, ci] = ap_of_flags(tp[tidx], float(len(g)))
+            for e in range(1, len(FP_TYPES)):
+                ap[e, tidx, ci] = ap_of_flags(tp[tidx][types != e], float(len(g)))
+    average_map = ap[0].mean()
+    return {'num_predictions': n_pred,
+            'counts': {FP_TYPES[e]: counts[:, e].tolist() for e in range(len(FP_TYPES))},
+            'mAP': ap[0].mean(axis=1).tolist(), 'average_mAP': float(average_map),
+            'average_mAP_gain': {FP_TYPES[e]: float(ap[e].mean() - average_map) for e in range(1, len(FP_TYPES))}}
 
 
 # ----------------------------------------------------------------- NMS (torch)
@@ -337,5 +428,9 @@ if __name__ == '__main__':
         split = sys.argv[4] if len(sys.argv) > 4 else 'test'
         res = evaluate(sys.argv[2], sys.argv[3], split)
         print(json.dumps(res, indent=1))
+    elif sys.argv[1] == 'detad':
+        split = sys.argv[4] if len(sys.argv) > 4 else 'test'
+        limit = float(sys.argv[5]) if len(sys.argv) > 5 else 10
+        print(json.dumps(detad_fp(sys.argv[2], sys.argv[3], split, limit_factor=limit), indent=1))
     elif sys.argv[1] == 'nms-cases':
         nms_cases()

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "flowless/io/file.hpp"
 #include "flowless/io/json.hpp"
 #include "flowless/eval/paired.hpp"
+#include "flowless/eval/error_analysis.hpp"
 #include "flowless/core/random.hpp"
 
 using flowless::Error;
@@ -562,6 +564,156 @@ TEST_CASE("eval: hand-computed AP and Recall@kx") {
   bad[0].score = std::numeric_limits<double>::quiet_NaN();
   CHECK(contains(error_of([&] { fe::evaluate_detection(ann, "test", bad, {0.5}); }),
                  "prediction 0 (video 'A') has a non-finite segment or score"));
+}
+
+TEST_CASE("error analysis: hand-computed DETAD false-positive types and removal gains") {
+  auto ann = small_annotations();  // test split: A Jump [0,10] [20,30]; B Jump [0,10], Run [5,8]
+  std::vector<fe::Prediction> preds = {
+      {"A", 40, 50, 0, 0.95},  // no overlap with any GT: background
+      {"A", 0, 10, 0, 0.9},    // TP
+      {"A", 1, 10, 0, 0.8},    // its Jump GT (tIoU 0.9) already taken: double detection
+      {"B", 5, 8, 0, 0.7},     // Jump tIoU 0.3; at 0.5 the best GT is Run's (tIoU 1): wrong label
+      {"A", 20, 26, 0, 0.6},   // tIoU 0.6: TP
+      {"B", 0, 3, 0, 0.5},     // Jump tIoU 0.3: localization at 0.5
+      {"B", 0, 10, 1, 0.8},    // Run tIoU 0.3; best GT Jump (tIoU 1): wrong label at 0.5
+      {"B", 4, 8, 1, 0.7},     // Run tIoU 0.75: TP
+      {"B", 12, 20, 1, 0.6},   // background
+      {"A", 8, 12, 1, 0.5},    // best GT Jump [0,10], tIoU 1/6 in [0.1, 0.5): confusion
+      {"B", 5, 8, 7, 0.99},    // no GT of label 7: ignored, as by the evaluator
+  };
+  using fe::FpType;
+  auto count = [](const fe::FalsePositiveAnalysis& r, size_t t, FpType ty) { return r.counts[t][size_t(ty)]; };
+  fe::FalsePositiveOptions all;
+  all.limit_factor = 0;
+  auto r = fe::analyze_false_positives(ann, "test", preds, {0.25, 0.5}, all);
+  CHECK(r.num_predictions == 10);
+  // tIoU 0.5
+  CHECK(count(r, 1, FpType::true_positive) == 3);
+  CHECK(count(r, 1, FpType::double_detection) == 1);
+  CHECK(count(r, 1, FpType::wrong_label) == 2);
+  CHECK(count(r, 1, FpType::localization) == 1);
+  CHECK(count(r, 1, FpType::confusion) == 1);
+  CHECK(count(r, 1, FpType::background) == 2);
+  // tIoU 0.25: B [5,8] Jump (0.3) and B [0,10] Run (0.3) become TPs; B [0,3]
+  // Jump and B [4,8] Run then find their GT taken: double detections.
+  CHECK(count(r, 0, FpType::true_positive) == 4);
+  CHECK(count(r, 0, FpType::double_detection) == 3);
+  CHECK(count(r, 0, FpType::wrong_label) == 0);
+  CHECK(count(r, 0, FpType::localization) == 0);
+  CHECK(count(r, 0, FpType::confusion) == 1);
+  CHECK(count(r, 0, FpType::background) == 2);
+  const std::array<double, 6> frac = {0.35, 0.2, 0.1, 0.05, 0.1, 0.2};
+  for (size_t e = 0; e < 6; ++e) CHECK(r.fraction[e] == doctest::Approx(frac[e]).epsilon(1e-12));
+  // Without a limit the mAP is the evaluator's, bit for bit.
+  auto ev = fe::evaluate_detection(ann, "test", preds, {0.25, 0.5});
+  CHECK(r.map == ev.map);
+  CHECK(r.average_map == ev.average_map);
+
+  // At 0.5 alone: Jump ranks BG, TP, DD, WL, TP, LOC -> AP (1/2 + 2/5) / 3 = 0.3;
+  // Run ranks WL, TP, BG, CONF -> AP 0.5; mAP 0.4. Removing one type (the
+  // others keep their flags): DD -> Jump 1/3; WL -> Jump 1/3, Run 1;
+  // LOC and CONF come after the last TP -> no change; BG -> Jump 0.5.
+  auto h = fe::analyze_false_positives(ann, "test", preds, {0.5}, all);
+  CHECK(h.average_map == doctest::Approx(0.4).epsilon(1e-12));
+  CHECK(h.average_map_gain[size_t(FpType::true_positive)] == 0);
+  CHECK(h.average_map_gain[size_t(FpType::double_detection)] == doctest::Approx((1.0 / 3 + 0.5) / 2 - 0.4).epsilon(1e-12));
+  CHECK(h.average_map_gain[size_t(FpType::wrong_label)] == doctest::Approx((1.0 / 3 + 1.0) / 2 - 0.4).epsilon(1e-12));
+  CHECK(std::fabs(h.average_map_gain[size_t(FpType::localization)]) < 1e-15);
+  CHECK(std::fabs(h.average_map_gain[size_t(FpType::confusion)]) < 1e-15);
+  CHECK(h.average_map_gain[size_t(FpType::background)] == doctest::Approx((0.5 + 0.5) / 2 - 0.4).epsilon(1e-12));
+
+  // The default limit, top 10G, keeps everything here; limit 1 keeps the top
+  // #GT per class: Jump's 0.95, 0.9, 0.8 and Run's 0.8.
+  auto lim = fe::analyze_false_positives(ann, "test", preds, {0.5});
+  CHECK(lim.num_predictions == 10);
+  fe::FalsePositiveOptions one;
+  one.limit_factor = 1;
+  auto top = fe::analyze_false_positives(ann, "test", preds, {0.5}, one);
+  CHECK(top.num_predictions == 4);
+  CHECK(count(top, 0, FpType::true_positive) == 1);
+  CHECK(count(top, 0, FpType::double_detection) == 1);
+  CHECK(count(top, 0, FpType::wrong_label) == 1);
+  CHECK(count(top, 0, FpType::background) == 1);
+
+  // JSON and table carry the same numbers.
+  auto j = fe::to_json(h);
+  CHECK(j.at("num_predictions").as_number() == 10);
+  CHECK(j.at("counts").at("wrong_label")[0].as_number() == 2);
+  CHECK(j.at("average_mAP_gain").at("background").as_number() == h.average_map_gain[5]);
+  CHECK_FALSE(j.at("average_mAP_gain").contains("true_positive"));
+  const std::string table = fe::format_table(h);
+  CHECK(contains(table, "all 10 predictions"));
+  CHECK(contains(table, "wrong label"));
+  CHECK(contains(table, "+26.67"));  // removing the wrong labels: 2/3 - 0.4
+
+  // Errors
+  fe::FalsePositiveOptions neg;
+  neg.limit_factor = -1;
+  CHECK(contains(error_of([&] { fe::analyze_false_positives(ann, "test", preds, {0.5}, neg); }),
+                 "limit_factor -1 must be finite and >= 0"));
+  fe::FalsePositiveOptions wide;
+  wide.min_tiou = 1.5;
+  CHECK(contains(error_of([&] { fe::analyze_false_positives(ann, "test", preds, {0.5}, wide); }),
+                 "min_tiou 1.5 outside [0, 1]"));
+  auto bad = preds;
+  bad[2].end = std::numeric_limits<double>::infinity();
+  CHECK(contains(error_of([&] { fe::analyze_false_positives(ann, "test", bad, {0.5}); }),
+                 "analyze_false_positives: prediction 2 (video 'A') has a non-finite segment or score"));
+  CHECK(contains(error_of([&] { fe::analyze_false_positives(ann, "training", preds, {0.5}); }),
+                 "split 'training' has no ground-truth segment"));
+  // No predictions at all: every AP 0, nothing to analyse.
+  auto none = fe::analyze_false_positives(ann, "test", {}, {0.5});
+  CHECK(none.num_predictions == 0);
+  CHECK(none.average_map == 0);
+}
+
+TEST_CASE("error analysis: on the reference fixture the types partition the predictions") {
+  const std::string dir = std::string(FLOWLESS_TEST_DATA) + "/eval_synthetic";
+  auto ann = flowless::data::load_annotations(dir + "/annotations.json");
+  auto preds = fe::load_predictions(dir + "/predictions.json", ann);
+  auto tious = fe::parse_tiou_range("0.3:0.7:5");
+  fe::FalsePositiveOptions all;
+  all.limit_factor = 0;
+  auto r = fe::analyze_false_positives(ann, "test", preds, tious, all);
+  auto ev = fe::evaluate_detection(ann, "test", preds, tious);
+  CHECK(r.map == ev.map);
+  CHECK(r.num_predictions == 715);
+  double frac_sum = 0;
+  for (double f : r.fraction) frac_sum += f;
+  CHECK(frac_sum == doctest::Approx(1.0).epsilon(1e-12));
+  for (size_t t = 0; t < tious.size(); ++t) {
+    int64_t n = 0;
+    for (auto c : r.counts[t]) n += c;
+    CHECK(n == 715);
+    // A higher threshold never has more true positives.
+    if (t > 0) CHECK(r.counts[t][0] <= r.counts[t - 1][0]);
+  }
+  // Removing any error type can only raise AP (its entries are all false positives).
+  for (size_t e = 1; e < 6; ++e) CHECK(r.average_map_gain[e] >= 0);
+  // The default limit (top 10G) analyses at most 10x the GT count.
+  auto lim = fe::analyze_false_positives(ann, "test", preds, tious);
+  CHECK(lim.num_predictions <= 715);
+  CHECK(lim.average_map <= r.average_map + 1e-12);
+
+  // Against the numpy port of DETAD (dev/eval_reference.py detad), without a
+  // limit, with DETAD's default 10G and with 1G (which cuts through tied scores).
+  auto expected = json::parse_file(dir + "/expected_fp.json");
+  for (double limit : {0.0, 10.0, 1.0}) {
+    CAPTURE(limit);
+    fe::FalsePositiveOptions o;
+    o.limit_factor = limit;
+    auto got = fe::analyze_false_positives(ann, "test", preds, tious, o);
+    const auto& want = expected.at("limit_" + std::to_string(int(limit)));
+    CHECK(got.num_predictions == int64_t(want.at("num_predictions").as_number()));
+    for (int e = 0; e < fe::kNumFpTypes; ++e) {
+      const auto& wc = want.at("counts").at(fe::fp_type_key(e));
+      for (size_t t = 0; t < tious.size(); ++t) CHECK(double(got.counts[t][size_t(e)]) == wc[t].as_number());
+      if (e > 0)
+        CHECK(got.average_map_gain[size_t(e)] ==
+              doctest::Approx(want.at("average_mAP_gain").at(fe::fp_type_key(e)).as_number()).epsilon(1e-12));
+    }
+    CHECK(got.average_map == doctest::Approx(want.at("average_mAP").as_number()).epsilon(1e-12));
+  }
 }
 
 TEST_CASE("eval: remove_duplicate_annotations") {

@@ -6,6 +6,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <functional>
 #include <iomanip>
@@ -19,6 +20,7 @@
 #include "flowless/data/dataset.hpp"
 #include "flowless/data/synth.hpp"
 #include "flowless/eval/detection_map.hpp"
+#include "flowless/eval/error_analysis.hpp"
 #include "flowless/eval/paired.hpp"
 #include "flowless/io/npy.hpp"
 #include "flowless/models/model_file.hpp"
@@ -399,6 +401,7 @@ class Commands {
     auto tious = eval::parse_tiou_range("0.3:0.7:5");
     std::map<std::string, std::vector<eval::DetectionResult>> results;
     std::map<std::string, std::vector<double>> infer_secs, params, train_secs;
+    std::map<std::string, std::vector<FpSummary>> fps;
     for (int seed = 1; seed <= exp_.seeds; ++seed) {
       const std::string sd = exp_.out + "/seed" + std::to_string(seed);
       io::make_dirs(sd);
@@ -436,12 +439,20 @@ class Commands {
           double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           auto res = eval::evaluate_detection(ann, "test", preds, tious);
           json::Value j = eval::to_json(res);
+          j["false_positives"] = eval::to_json(eval::analyze_false_positives(ann, "test", preds, tious));
           j["inference_seconds"] = json::Value(secs);
           j["parameters"] = json::Value(model->module().num_parameters());
           j["train_seconds"] = json::Value(train_secs);
           io::write_file_atomic(result_file, json::dump(j, 1));
         }
         json::Value j = json::parse_file(result_file);
+        if (!j.contains("false_positives") && io::file_exists(r.out)) {
+          // A result written before the error analysis existed: add it (detection is quick).
+          auto model = models::load_any_model<float>(r.out);
+          j["false_positives"] = eval::to_json(
+              eval::analyze_false_positives(ann, "test", workflow::detect_split(*model, data, "test"), tious));
+          io::write_file_atomic(result_file, json::dump(j, 1));
+        }
         eval::DetectionResult res;
         res.tiou_thresholds = tious;
         for (auto& m : j.at("mAP").as_array()) res.map.push_back(m.as_number());
@@ -452,6 +463,15 @@ class Commands {
           params[v].push_back(j.at("parameters").as_number());
           if (j.contains("train_seconds") && j.at("train_seconds").as_number() >= 0)
             train_secs[v].push_back(j.at("train_seconds").as_number());
+          if (j.contains("false_positives")) {
+            const json::Value& f = j.at("false_positives");
+            FpSummary sm;
+            for (int e = 0; e < eval::kNumFpTypes; ++e) {
+              sm.fraction[size_t(e)] = f.at("fraction").at(eval::fp_type_key(e)).as_number();
+              if (e > 0) sm.gain[size_t(e)] = f.at("average_mAP_gain").at(eval::fp_type_key(e)).as_number();
+            }
+            fps[v].push_back(sm);
+          }
         }
         std::printf("[experiment] %s seed %d: average mAP %.2f (mAP@0.3 %.2f, mAP@0.7 %.2f)\n", v.c_str(), seed,
                     100 * res.average_map, 100 * res.map.front(), 100 * res.map.back());
@@ -460,6 +480,7 @@ class Commands {
     }
     std::string text = mean_std_table(exp_.variants, results, tious, infer_secs, params, train_secs);
     text += paired_table(exp_.variants, results);
+    text += false_positive_table(exp_.variants, fps);
     std::printf("\n%s", text.c_str());
     io::write_file_atomic(exp_.out + "/results.md", text);
     return 0;
@@ -535,6 +556,47 @@ class Commands {
         const double m = d.mean == 0 ? 0.0 : d.mean;  // no "-0.00"
         os << " " << (m >= 0 ? "+" : "") << m << " ± " << d.std_error << " (" << d.positive << " of " << d.n
            << ") |";
+      }
+      os << "\n";
+    }
+    return os.str();
+  }
+
+  // One run's false-positive profile (eval/error_analysis.hpp): each type's share of the
+  // analysed predictions and the average-mAP gain of removing it, as fractions.
+  struct FpSummary {
+    std::array<double, eval::kNumFpTypes> fraction{}, gain{};
+  };
+  // Mean over seeds per variant: "share % (+gain)" per error type. Empty when no run has one.
+  static std::string false_positive_table(const std::vector<std::string>& variants,
+                                          std::map<std::string, std::vector<FpSummary>>& fps) {
+    bool any = false;
+    for (auto& v : variants) any = any || (fps.count(v) && !fps[v].empty());
+    if (!any) return "";
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1);
+    os << "\nFalse positives (DETAD, top 10G predictions per class; mean over seeds): each type's share of the "
+          "analysed predictions in %, averaged over the tIoU thresholds, and in brackets the average-mAP gain in "
+          "points if that type were removed:\n\n| variant | runs |";
+    for (int e = 0; e < eval::kNumFpTypes; ++e) os << " " << eval::fp_type_name(e) << " |";
+    os << "\n|---|---|";
+    for (int e = 0; e < eval::kNumFpTypes; ++e) os << "---|";
+    os << "\n";
+    for (auto& v : variants) {
+      if (!fps.count(v) || fps[v].empty()) continue;
+      const auto& rs = fps[v];
+      os << "| " << v << " | " << rs.size() << " |";
+      for (int e = 0; e < eval::kNumFpTypes; ++e) {
+        double f = 0, g = 0;
+        for (auto& r : rs) {
+          f += r.fraction[size_t(e)];
+          g += r.gain[size_t(e)];
+        }
+        f *= 100.0 / double(rs.size());
+        g *= 100.0 / double(rs.size());
+        os << " " << f;
+        if (e > 0) os << " (+" << std::setprecision(2) << (g == 0 ? 0.0 : g) << std::setprecision(1) << ")";
+        os << " |";
       }
       os << "\n";
     }
@@ -726,17 +788,29 @@ class Commands {
   // ---- eval -----------------------------------------------------------------
   struct {
     std::string annotations, split = "test", pred, tiou = "0.3:0.7:5";
-    bool json = false;
+    bool json = false, errors = false;
+    double errors_limit = 10;
   } ev_;
   void add_eval(CLI::App& app) {
     auto* s = sub(app, "eval", "mAP at tIoU thresholds, exactly as the reference evaluator", [this] {
       auto ann = data::load_annotations(ev_.annotations);
       auto preds = eval::load_predictions(ev_.pred, ann);
-      auto res = eval::evaluate_detection(ann, ev_.split, preds, eval::parse_tiou_range(ev_.tiou));
-      if (ev_.json)
-        std::printf("%s\n", json::dump(eval::to_json(res), 1).c_str());
-      else
+      const auto tious = eval::parse_tiou_range(ev_.tiou);
+      auto res = eval::evaluate_detection(ann, ev_.split, preds, tious);
+      eval::FalsePositiveAnalysis fp;
+      if (ev_.errors) {
+        eval::FalsePositiveOptions o;
+        o.limit_factor = ev_.errors_limit;
+        fp = eval::analyze_false_positives(ann, ev_.split, preds, tious, o);
+      }
+      if (ev_.json) {
+        json::Value j = eval::to_json(res);
+        if (ev_.errors) j["false_positives"] = eval::to_json(fp);
+        std::printf("%s\n", json::dump(j, 1).c_str());
+      } else {
         std::printf("%s", eval::format_table(res).c_str());
+        if (ev_.errors) std::printf("\n%s", eval::format_table(fp).c_str());
+      }
       return 0;
     });
     s->add_option("--annotations", ev_.annotations, "annotation JSON (ActionFormer layout)")->required();
@@ -744,6 +818,12 @@ class Commands {
     s->add_option("--pred", ev_.pred, "predictions JSON")->required();
     s->add_option("--tiou", ev_.tiou, "thresholds: start:stop:count or a comma list")->capture_default_str();
     s->add_flag("--json", ev_.json, "print JSON");
+    s->add_flag("--errors", ev_.errors,
+                "also the false-positive analysis of DETAD: each prediction's error type and the average-mAP gain "
+                "of removing each type (eval/error_analysis.hpp)");
+    s->add_option("--errors-limit", ev_.errors_limit,
+                  "analyse the top LIMIT x #GT predictions per class (DETAD's 10G); 0 = all")
+        ->capture_default_str();
   }
 
   // ---- info -----------------------------------------------------------------

@@ -294,32 +294,35 @@ inline double segment_iou(double ts, double te, double cs, double ce) {
   return inter / uni;
 }
 
-/// compute_average_precision_detection for one class.
-inline std::vector<double> ap_detection(const std::vector<Row>& gt, const std::vector<Row>& pred,
-                                        const std::vector<double>& tious) {
-  const size_t T = tious.size();
-  std::vector<double> ap(T, 0.0);
-  if (pred.empty()) return ap;
-  const double npos = static_cast<double>(gt.size());
+/// The matching of compute_average_precision_detection for one class:
+/// order[i] is the input row of the i-th prediction by decreasing score (ties
+/// as numpy), tp[t][i] whether it is a true positive at tious[t] (every other
+/// prediction is a false positive there).
+struct ClassMatches {
+  std::vector<int64_t> order;
+  std::vector<std::vector<char>> tp;
+};
+
+inline ClassMatches match_detection(const std::vector<Row>& gt, const std::vector<Row>& pred,
+                                    const std::vector<double>& tious) {
+  const size_t T = tious.size(), P = pred.size();
+  ClassMatches m;
+  m.tp.assign(T, std::vector<char>(P, 0));
+  if (pred.empty()) return m;
   std::vector<std::vector<int64_t>> lock(T, std::vector<int64_t>(gt.size(), -1));
-  std::vector<double> scores(pred.size());
-  for (size_t i = 0; i < pred.size(); ++i) scores[i] = pred[i].score;
-  auto order = numpy_argsort(scores);
-  std::reverse(order.begin(), order.end());
+  std::vector<double> scores(P);
+  for (size_t i = 0; i < P; ++i) scores[i] = pred[i].score;
+  m.order = numpy_argsort(scores);
+  std::reverse(m.order.begin(), m.order.end());
 
   std::unordered_map<int, std::vector<size_t>> gt_by_video;  // rows in GT order
   for (size_t g = 0; g < gt.size(); ++g) gt_by_video[gt[g].video].push_back(g);
 
-  const size_t P = pred.size();
-  std::vector<std::vector<double>> tp(T, std::vector<double>(P, 0)), fp = tp;
   std::vector<double> tiou;
   for (size_t idx = 0; idx < P; ++idx) {
-    const Row& p = pred[static_cast<size_t>(order[idx])];
+    const Row& p = pred[static_cast<size_t>(m.order[idx])];
     auto it = gt_by_video.find(p.video);
-    if (it == gt_by_video.end()) {
-      for (size_t t = 0; t < T; ++t) fp[t][idx] = 1;
-      continue;
-    }
+    if (it == gt_by_video.end()) continue;  // no GT of the class in the video: false positive
     const auto& rows = it->second;
     tiou.resize(rows.size());
     for (size_t j = 0; j < rows.size(); ++j)
@@ -329,30 +332,44 @@ inline std::vector<double> ap_detection(const std::vector<Row>& gt, const std::v
     for (size_t t = 0; t < T; ++t) {
       for (int64_t jdx : tsorted) {
         double v = tiou[static_cast<size_t>(jdx)];
-        if (v < tious[t]) {
-          fp[t][idx] = 1;
-          break;
-        }
+        if (v < tious[t]) break;  // false positive
         size_t g = rows[static_cast<size_t>(jdx)];
         if (lock[t][g] >= 0) continue;
-        tp[t][idx] = 1;
+        m.tp[t][idx] = 1;
         lock[t][g] = static_cast<int64_t>(idx);
         break;
       }
-      if (fp[t][idx] == 0 && tp[t][idx] == 0) fp[t][idx] = 1;
     }
   }
-  std::vector<double> prec(P), rec(P);
-  for (size_t t = 0; t < T; ++t) {
-    double ctp = 0, cfp = 0;
-    for (size_t i = 0; i < P; ++i) {
-      ctp += tp[t][i];
-      cfp += fp[t][i];
-      rec[i] = ctp / npos;
-      prec[i] = ctp / (ctp + cfp);
-    }
-    ap[t] = interpolated_prec_rec(prec, rec);
+  return m;
+}
+
+/// The interpolated AP of a ranked list of true (1) / false (0) positives
+/// against npos ground-truth segments. `keep`, when given, drops the entries
+/// where it is 0 (DETAD's "remove one error type"); the others keep their flags.
+inline double ap_from_flags(const std::vector<char>& tp, double npos, const std::vector<char>* keep = nullptr) {
+  std::vector<double> prec, rec;
+  prec.reserve(tp.size());
+  rec.reserve(tp.size());
+  double ctp = 0, cfp = 0;
+  for (size_t i = 0; i < tp.size(); ++i) {
+    if (keep && !(*keep)[i]) continue;
+    ctp += tp[i] ? 1 : 0;
+    cfp += tp[i] ? 0 : 1;
+    rec.push_back(ctp / npos);
+    prec.push_back(ctp / (ctp + cfp));
   }
+  return interpolated_prec_rec(prec, rec);
+}
+
+/// compute_average_precision_detection for one class.
+inline std::vector<double> ap_detection(const std::vector<Row>& gt, const std::vector<Row>& pred,
+                                        const std::vector<double>& tious) {
+  std::vector<double> ap(tious.size(), 0.0);
+  if (pred.empty()) return ap;
+  const ClassMatches m = match_detection(gt, pred, tious);
+  const double npos = static_cast<double>(gt.size());
+  for (size_t t = 0; t < tious.size(); ++t) ap[t] = ap_from_flags(m.tp[t], npos);
   return ap;
 }
 
@@ -561,18 +578,26 @@ inline std::vector<Prediction> load_predictions(const std::string& path,
   return parse_predictions(json::parse_file(path), path, ann);
 }
 
-inline DetectionResult evaluate_detection(const data::Annotations& ann, const std::string& split,
-                                          const std::vector<Prediction>& preds,
-                                          const std::vector<double>& tious) {
-  FLOWLESS_CHECK(!tious.empty(), "evaluate_detection: no tIoU thresholds");
+namespace detail {
+
+/// The evaluator's view of the data: deduplicated GT per class (file order)
+/// and per video (with labels), the predictions of GT classes per class (input
+/// order; other labels are ignored). Checks the thresholds and predictions.
+struct GroupedDetections {
+  std::map<int, std::vector<Row>> gt_by_class, pred_by_class;
+  std::unordered_map<int, std::vector<std::pair<Row, int>>> gt_by_video;
+};
+
+inline GroupedDetections group_detections(const data::Annotations& ann, const std::string& split,
+                                          const std::vector<Prediction>& preds, const std::vector<double>& tious,
+                                          const char* who) {
+  FLOWLESS_CHECK(!tious.empty(), who, ": no tIoU thresholds");
   for (double t : tious)
-    FLOWLESS_CHECK(std::isfinite(t), "evaluate_detection: tIoU threshold ",
-                   json::Value::repr_number(t), " is not finite");
+    FLOWLESS_CHECK(std::isfinite(t), who, ": tIoU threshold ", json::Value::repr_number(t), " is not finite");
   std::string want = data::annotations_detail::lower(split);
 
-  // Ground truth per class, in file order.
+  GroupedDetections g;
   std::unordered_map<std::string, int> video_key;
-  std::map<int, std::vector<detail::Row>> gt_by_class;
   size_t n_videos = 0;
   std::set<std::string> subsets;
   for (const auto& v : ann.videos) {
@@ -582,30 +607,39 @@ inline DetectionResult evaluate_detection(const data::Annotations& ann, const st
     int key = static_cast<int>(video_key.size());
     video_key.emplace(v.id, key);
     key = video_key.at(v.id);
-    for (const auto& [row, label] : detail::dedup_gt(v, key)) gt_by_class[label].push_back(row);
+    for (const auto& [row, label] : dedup_gt(v, key)) {
+      g.gt_by_class[label].push_back(row);
+      g.gt_by_video[key].push_back({row, label});
+    }
   }
-  if (gt_by_class.empty()) {
+  if (g.gt_by_class.empty()) {
     std::string list;
     for (const auto& s : subsets) list += (list.empty() ? "'" : ", '") + s + "'";
-    FLOWLESS_FAIL("evaluate_detection: split '", split, "' has no ground-truth segment (",
-                  n_videos, " videos matched; subsets in the annotations: ",
-                  list.empty() ? "none" : list, ")");
+    FLOWLESS_FAIL(who, ": split '", split, "' has no ground-truth segment (", n_videos,
+                  " videos matched; subsets in the annotations: ", list.empty() ? "none" : list, ")");
   }
-
-  // Predictions per class, in input order; other labels are ignored.
-  std::map<int, std::vector<detail::Row>> pred_by_class;
-  for (const auto& [label, rows] : gt_by_class) pred_by_class[label];
+  for (const auto& [label, rows] : g.gt_by_class) g.pred_by_class[label];
   for (size_t i = 0; i < preds.size(); ++i) {
     const auto& p = preds[i];
-    FLOWLESS_CHECK(std::isfinite(p.start) && std::isfinite(p.end) && std::isfinite(p.score),
-                   "evaluate_detection: prediction ", i, " (video '", p.video_id,
-                   "') has a non-finite segment or score");
-    auto it = pred_by_class.find(p.label_id);
-    if (it == pred_by_class.end()) continue;
+    FLOWLESS_CHECK(std::isfinite(p.start) && std::isfinite(p.end) && std::isfinite(p.score), who, ": prediction ", i,
+                   " (video '", p.video_id, "') has a non-finite segment or score");
+    auto it = g.pred_by_class.find(p.label_id);
+    if (it == g.pred_by_class.end()) continue;
     auto [vk, fresh] = video_key.emplace(p.video_id, static_cast<int>(video_key.size()));
     (void)fresh;
-    it->second.push_back(detail::Row{vk->second, p.start, p.end, p.score});
+    it->second.push_back(Row{vk->second, p.start, p.end, p.score});
   }
+  return g;
+}
+
+}  // namespace detail
+
+inline DetectionResult evaluate_detection(const data::Annotations& ann, const std::string& split,
+                                          const std::vector<Prediction>& preds,
+                                          const std::vector<double>& tious) {
+  const detail::GroupedDetections grouped = detail::group_detections(ann, split, preds, tious, "evaluate_detection");
+  const auto& gt_by_class = grouped.gt_by_class;
+  const auto& pred_by_class = grouped.pred_by_class;
 
   const size_t T = tious.size(), C = gt_by_class.size();
   const std::vector<int> top_k = {1, 5};
