@@ -146,7 +146,7 @@ TEST_CASE("gemm: the bias epilogue equals adding the bias afterwards (fp32, bf16
 }
 
 TEST_CASE("gemm: B panels beyond the per-thread buffer's cap (weight gradients over long sequences) are right") {
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   // K * 32 * ceil(N / 32) > kKeepB floats: the panel is allocated for the call.
   const Case c{13, 1040, 4100, true, false, 0.5f};
   REQUIRE(c.K * 33 * 32 > cpu::gemm_detail::kKeepB);
@@ -388,7 +388,7 @@ TEST_CASE("winograd_f23_fused: equals the unfused Winograd conv bit for bit and 
           std::vector<float> got = y0;
           const bool fused =
               cpu::winograd_f23_fused(x.data(), s.Tx, s.Cin, slabs.data(), s.Cout, got.data(), s.Ly, accumulate, b);
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
           CHECK(fused == !tiny);
 #else
           CHECK(!fused);
@@ -407,7 +407,7 @@ TEST_CASE("winograd_f23_fused: equals the unfused Winograd conv bit for bit and 
   std::vector<float> V(size_t(4 * 64 * 64), 0.01f), x(size_t(200 * 64), 1.f), y(size_t(200 * 64), 0.f);
   const std::vector<cpu::PackedB> fp32_slabs = detail::pack_winograd(V.data(), 64, 64);
   cpu::MatmulPrecisionScope scope(cpu::MatmulPrecision::bf16);
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   const bool expect = !cpu::matmul_bf16_available();  // without BF16 the setting is ignored: fp32 is what runs
 #else
   const bool expect = false;

@@ -15,13 +15,16 @@
 //    once into K-blocks of kKC rows x 32-column slivers (in parallel); the
 //    rows of C are cut into fixed blocks whose tasks pack their rows of op(A)
 //    per K-block (12-row slivers) and run a 12 x 32 register-tile kernel
-//    (24 zmm accumulators, fused multiply-add). Every element of C is
+//    (24 zmm accumulators, fused multiply-add). With AVX2 and FMA instead
+//    (no AVX-512: e.g. AMD Zen 2/3, Intel before Skylake-X) the same product
+//    with 6 x 16 tiles (12 ymm accumulators), 16-column slivers and K-blocks
+//    of 256; FLOWLESS_CPU_PACKED_GEMM says whether a build has either. Every element of C is
 //      C = fma(alpha, acc_0, beta * C); C = fma(alpha, acc_p, C) for p = 1, 2, ...
 //    (with a bias, its value is added in the store of the last K-block)
 //    where acc_p is the sum over K-block p in increasing k (one FMA chain),
 //    so its value depends only on K - not on M, N, the tiling or the thread
 //    count.
-//  - everything else (double, other CPUs, tiny products): Eigen, with C cut
+//  - everything else (double, CPUs without AVX2 + FMA, tiny products): Eigen, with C cut
 //    into fixed tiles (rows when M >= N, else columns) of a size that depends
 //    only on the shape, each tile one single-threaded Eigen product over the
 //    full K.
@@ -55,8 +58,12 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX512F__)
+// The packed path: AVX-512 (12 x 32 register tiles) or AVX2 with FMA (6 x 16).
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define FLOWLESS_CPU_PACKED_GEMM 1
 #include <immintrin.h>
+#else
+#define FLOWLESS_CPU_PACKED_GEMM 0
 #endif
 
 #include "flowless/backend/host_block_cache.hpp"
@@ -175,6 +182,7 @@ void gemm_eigen_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
   }
 }
 
+#if FLOWLESS_CPU_PACKED_GEMM
 #if defined(__AVX512F__)
 
 constexpr int64_t kMR = 12;   // rows of C per register tile (broadcast A)
@@ -182,6 +190,16 @@ constexpr int64_t kNR = 32;   // columns of C per register tile (two zmm)
 constexpr int64_t kKC = 384;  // K-block
 constexpr int64_t kNC = 256;  // columns of C per inner block (a K-block of packed B this wide stays in L2)
 constexpr int64_t kMB = 96;   // rows of C per task (8 slivers)
+
+#else  // AVX2 with FMA: 16 ymm registers
+
+constexpr int64_t kMR = 6;    // rows of C per register tile (broadcast A)
+constexpr int64_t kNR = 16;   // columns of C per register tile (two ymm)
+constexpr int64_t kKC = 256;  // K-block (one 16-column sliver of it, 16 KiB, stays in L1)
+constexpr int64_t kNC = 256;  // columns of C per inner block (a K-block of packed B this wide stays in L2)
+constexpr int64_t kMB = 96;   // rows of C per task (16 slivers)
+
+#endif
 
 struct AlignedFree {
   void operator()(float* p) const noexcept { std::free(p); }
@@ -227,6 +245,7 @@ inline float* b_panel(int64_t n, AlignedBuf& own) {
   return buf.get();
 }
 
+#if defined(__AVX512F__)
 // GCC 12 reports the undefined pass-through operand of its own unpack/shuffle
 // intrinsics as uninitialised once they are inlined here (a false positive,
 // fixed in GCC 13); keep it out of the builds of programs that include this header.
@@ -370,8 +389,150 @@ inline void kernel_12x32(int64_t kc, const float* __restrict a, const float* __r
   }
   store_tile(acc, c, ldc, alpha, cb, bias);
 }
+/// The fp32 register tile of this build.
+inline void kernel_fp32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float cb,
+                        const float* bias) {
+  kernel_12x32(kc, a, b, c, ldc, alpha, cb, bias);
+}
 
-/// Edge tile (mv <= 12 rows, nv <= 32 columns): the same arithmetic through a local tile.
+#else  // AVX2 with FMA
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+/// In-register transpose of an 8 x 8 float block (rows r[0..7]).
+inline void transpose8x8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+/// Packs op(B)[p0:p0+kc, n0:n0+16) as kc rows of 16 floats (zero beyond N).
+inline void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t p0, int64_t kc, int64_t n0,
+                          float* dst) {
+  const int64_t nv = std::min<int64_t>(kNR, N - n0);
+  if (!trans_b) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (p0 + k) * ldb + n0;
+      float* d = dst + k * kNR;
+      if (nv == kNR) {
+        _mm256_store_ps(d, _mm256_loadu_ps(src));
+        _mm256_store_ps(d + 8, _mm256_loadu_ps(src + 8));
+      } else {
+        int64_t c = 0;
+        for (; c < nv; ++c) d[c] = src[c];
+        for (; c < kNR; ++c) d[c] = 0.f;
+      }
+    }
+  } else {
+    // op(B) column n is stored row n of B: 8 x 8 blocks transposed in registers.
+    int64_t k0 = 0;
+    for (; k0 + 8 <= kc; k0 += 8)
+      for (int h = 0; h < 2; ++h) {
+        __m256 v[8];
+        for (int r = 0; r < 8; ++r)
+          v[r] = h * 8 + r < nv ? _mm256_loadu_ps(B + (n0 + h * 8 + r) * ldb + p0 + k0) : _mm256_setzero_ps();
+        transpose8x8(v);
+        for (int k = 0; k < 8; ++k) _mm256_store_ps(dst + (k0 + k) * kNR + h * 8, v[k]);
+      }
+    for (int64_t c = 0; c < kNR; ++c) {
+      const float* src = B + (n0 + c) * ldb + p0;
+      for (int64_t k = k0; k < kc; ++k) dst[k * kNR + c] = c < nv ? src[k] : 0.f;
+    }
+  }
+}
+
+/// Packs op(A)[m0:m0+6, p0:p0+kc) as kc columns of 6 floats (zero beyond M).
+/// row(q) is the start of stored row q of A: op(A)(i, k) = row(i)[k], or with
+/// trans_a row(k)[i].
+template <class Row>
+void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* dst) {
+  const int64_t mv = std::min<int64_t>(kMR, M - m0);
+  if (trans_a) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = row(p0 + k) + m0;
+      float* d = dst + k * kMR;
+      int64_t r = 0;
+      for (; r < mv; ++r) d[r] = src[r];
+      for (; r < kMR; ++r) d[r] = 0.f;
+    }
+    return;
+  }
+  const float* src[kMR];
+  for (int64_t r = 0; r < kMR; ++r) src[r] = r < mv ? row(m0 + r) + p0 : nullptr;
+  const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+  int64_t k0 = 0;
+  for (; k0 + 8 <= kc; k0 += 8) {
+    __m256 v[8];
+    for (int r = 0; r < 8; ++r) v[r] = (r < kMR && src[r]) ? _mm256_loadu_ps(src[r] + k0) : _mm256_setzero_ps();
+    transpose8x8(v);
+    for (int c = 0; c < 8; ++c) _mm256_maskstore_ps(dst + (k0 + c) * kMR, six, v[c]);
+  }
+  for (; k0 < kc; ++k0)
+    for (int64_t r = 0; r < kMR; ++r) dst[k0 * kMR + r] = src[r] ? src[r][k0] : 0.f;
+}
+
+/// The 6 x 16 register tile (12 ymm accumulators): acc = sum_k a[k, r] * b[k, c],
+/// then C = fma(alpha, acc, cb * C) [+ bias] (cb = 0: C is not read). Full tiles only.
+inline void kernel_fp32(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
+                        float alpha, float cb, const float* bias) {
+  // Every loop over the rows is unrolled so that the accumulators stay in registers
+  // (with a rolled loop GCC 12 keeps the array on the stack and stores it every k).
+  __m256 acc[kMR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(b + k * kNR);
+    const __m256 b1 = _mm256_load_ps(b + k * kNR + 8);
+    const float* ak = a + k * kMR;
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      const __m256 ar = _mm256_broadcast_ss(ak + r);
+      acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+    }
+  }
+  const __m256 va = _mm256_set1_ps(alpha);
+  const __m256 z = _mm256_setzero_ps();
+  const __m256 bi0 = bias ? _mm256_loadu_ps(bias) : z, bi1 = bias ? _mm256_loadu_ps(bias + 8) : z;
+  if (cb == 0.f) {
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      _mm256_storeu_ps(c + r * ldc, _mm256_fmadd_ps(va, acc[r][0], bi0));
+      _mm256_storeu_ps(c + r * ldc + 8, _mm256_fmadd_ps(va, acc[r][1], bi1));
+    }
+  } else {
+    const __m256 vb = _mm256_set1_ps(cb);
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      float* cr = c + r * ldc;
+      _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_fmadd_ps(va, acc[r][0], _mm256_mul_ps(vb, _mm256_loadu_ps(cr))), bi0));
+      _mm256_storeu_ps(cr + 8,
+                       _mm256_add_ps(_mm256_fmadd_ps(va, acc[r][1], _mm256_mul_ps(vb, _mm256_loadu_ps(cr + 8))), bi1));
+    }
+  }
+}
+
+#endif  // AVX-512 / AVX2 primitives
+
+/// Edge tile (mv <= kMR rows, nv <= kNR columns): the same arithmetic through a local tile.
 template <class Kernel, class E>
 void kernel_edge(const Kernel& kernel, int64_t kc, const E* a, const E* b, float* c, int64_t ldc, int64_t mv,
                  int64_t nv, float alpha, float cb, const float* bias) {
@@ -477,7 +638,7 @@ struct Primitives {
   }
   static void kernel(int64_t kl, const E* a, const E* b, float* c, int64_t ldc, float alpha, float cb,
                      const float* bias) {
-    kernel_12x32(kl, a, b, c, ldc, alpha, cb, bias);
+    kernel_fp32(kl, a, b, c, ldc, alpha, cb, bias);
   }
 };
 #if defined(__AVX512BF16__)
@@ -626,7 +787,7 @@ void gemm_packed_dispatch(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
   gemm_packed<false>(trans_a, trans_b, M, N, K, alpha, arow, B, ldb, beta, C, ldc, bias);
 }
 
-#endif  // __AVX512F__
+#endif  // FLOWLESS_CPU_PACKED_GEMM
 
 /// C[m, :] += bias for every row (the epilogue of the paths without one built in).
 template <class T>
@@ -648,7 +809,7 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, const T* bias = nullptr) {
   if (M <= 0 || N <= 0) return;
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
       gemm_detail::gemm_packed_dispatch(trans_a, trans_b, M, N, K, alpha, [A, lda](int64_t q) { return A + q * lda; }, B, ldb,
@@ -669,7 +830,7 @@ template <class T>
 void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* const* arows,
                const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const T* bias = nullptr) {
   if (M <= 0 || N <= 0) return;
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   if constexpr (std::is_same_v<T, float>) {
     if (K > 0 && 2.0 * double(M) * double(N) * double(K) >= 1e5) {
       gemm_detail::gemm_packed_dispatch(trans_a, trans_b, M, N, K, alpha, [arows](int64_t q) { return arows[q]; }, B, ldb,
@@ -691,13 +852,13 @@ void gemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T al
 /// as the Winograd slabs of a head conv run at every pyramid level, is then
 /// packed once instead of once per product. It refers to B, which must
 /// outlive it: products that take another path (tiny ones, another precision,
-/// builds without AVX-512) read B itself.
+/// builds without the packed GEMM) read B itself.
 class PackedB {
  public:
   PackedB(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb)
       : trans_b_(trans_b), K_(K), N_(N), ldb_(ldb), B_(B), precision_(effective_matmul_precision()) {
     FLOWLESS_CHECK(K >= 0 && N >= 0 && B, "PackedB: bad matrix ", K, " x ", N);
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
     if (K > 0 && N > 0) {
       // From the backend's allocator: panels packed per forward reuse their blocks.
       panel_.reset(static_cast<float*>(
@@ -719,7 +880,7 @@ class PackedB {
   int64_t ldb() const { return ldb_; }
   MatmulPrecision precision() const { return precision_; }
   const float* panel() const {
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
     return panel_.get();
 #else
     return nullptr;
@@ -731,7 +892,7 @@ class PackedB {
   int64_t K_, N_, ldb_;
   const float* B_;
   MatmulPrecision precision_;
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   struct Release {
     void operator()(float* p) const noexcept { HostBlockCache::global().deallocate(p); }
   };
@@ -765,7 +926,7 @@ struct RowPtrs {  // row q given by a pointer
 /// Whether a product of M rows over B takes B's packed panel: the conditions
 /// under which gemm() itself takes the packed path, in the panel's precision.
 inline bool use_packed_panel(const PackedB& b, int64_t M) {
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   return b.rows() > 0 && M > 0 && b.cols() > 0 && b.precision() == effective_matmul_precision() &&
          2.0 * double(M) * double(b.cols()) * double(b.rows()) >= 1e5;
 #else
@@ -774,7 +935,7 @@ inline bool use_packed_panel(const PackedB& b, int64_t M) {
 #endif
 }
 
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
 template <bool Bf16>
 void gemm_prepacked_tasks(float alpha, float beta, const std::vector<const PrepackedProduct*>& items) {
   using E = typename Primitives<Bf16>::E;
@@ -814,7 +975,7 @@ inline void gemm_prepacked(float alpha, float beta, const std::vector<PrepackedP
                   it.bias);
   }
   if (packed.empty()) return;
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
 #if defined(__AVX512BF16__)
   if (packed.front()->B->precision() == MatmulPrecision::bf16) {
     gemm_detail::gemm_prepacked_tasks<true>(alpha, beta, packed);
@@ -837,7 +998,7 @@ inline void gemm_rows_prepacked(int64_t M, float alpha, const float* const* arow
     gemm_rows<float>(false, B.trans(), M, B.cols(), B.rows(), alpha, arows, B.source(), B.ldb(), beta, C, ldc, bias);
     return;
   }
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   auto run = [&](auto bf16) {
     constexpr bool Bf16 = decltype(bf16)::value;
     using E = typename gemm_detail::Primitives<Bf16>::E;

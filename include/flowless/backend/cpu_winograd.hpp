@@ -1,5 +1,5 @@
 // flowless/backend/cpu_winograd.hpp - Winograd F(2,3) with its transforms
-// fused into the packed GEMM's tasks (AVX-512 builds).
+// fused into the packed GEMM's tasks (builds with the packed GEMM: AVX-512 or AVX2).
 //
 //   bool done = cpu::winograd_f23_fused(x, Tx, Cin, slabs, Cout, y, Ly, accumulate, bias);
 //
@@ -23,7 +23,7 @@
 // The arithmetic is exactly the unfused path's (same U, same products, which
 // depend only on K, same output sums), so the results are bit-identical to it
 // and independent of the thread count. Returns false without touching y when
-// this build or these slabs cannot take the fused path (no AVX-512, slabs
+// this build or these slabs cannot take the fused path (no packed GEMM, slabs
 // packed in another precision than the calling thread's, products below the
 // packed GEMM's size threshold); the caller then runs the unfused form.
 #pragma once
@@ -80,8 +80,8 @@ void output_pair(const T* q, int64_t stride, T* y0, T* y1, int64_t c0, int64_t c
     for (int64_t c = c0; c < c1; ++c) y1[c] = (q1[c] - q2[c]) - q3[c];
 }
 
-#if defined(__AVX512F__)
-constexpr int64_t kPairs = 48;  // output pairs per task (4 slivers of 12 rows)
+#if FLOWLESS_CPU_PACKED_GEMM
+constexpr int64_t kPairs = 48;  // output pairs per task (4 slivers of 12 rows, or 8 of 6 with AVX2)
 
 /// Per-thread work space (grows, never shrinks), separate from the GEMM's own A scratch.
 inline float* scratch(int64_t n) {
@@ -134,14 +134,14 @@ void run(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t 
     }
   });
 }
-#endif  // __AVX512F__
+#endif  // FLOWLESS_CPU_PACKED_GEMM
 
 }  // namespace winograd_detail
 
 /// See the file comment. slabs: 4 PackedB of V_i (Cin x Cout, not transposed).
 inline bool winograd_f23_fused(const float* x, int64_t Tx, int64_t Cin, const PackedB* slabs, int64_t Cout, float* y,
                                int64_t Ly, bool accumulate, const float* bias) {
-#if defined(__AVX512F__)
+#if FLOWLESS_CPU_PACKED_GEMM
   if (!slabs || Ly <= 0 || Cin <= 0 || Cout <= 0) return false;
   for (int i = 0; i < 4; ++i) {
     const PackedB& s = slabs[i];
