@@ -439,6 +439,15 @@ def run(cmd, **kw):
     return r.stdout
 
 
+def blas_library():
+    """The BLAS Debian's PyTorch loads (libblas.so.3 through the alternatives system)."""
+    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"):
+        path = os.path.join(d, "libblas.so.3")
+        if os.path.exists(path):
+            return os.path.realpath(path)
+    return "unknown (no libblas.so.3 found)"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="CMake build folder holding bench/flowless_dump_heads")
@@ -467,6 +476,12 @@ def main():
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
     print(f"PyTorch malloc: {args.torch_malloc}" +
           (f" (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')})" if args.torch_malloc == "tuned" else ""))
+    blas = blas_library()
+    print(f"PyTorch BLAS: {blas}")
+    if "openblas" not in blas.lower():
+        print("WARNING: PyTorch's BLAS is not OpenBLAS (issue #6's baseline). Debian's reference BLAS makes its "
+              "matrix products (the attention's einsums) many times slower, which inflates the ratios below: "
+              "apt-get install libopenblas0-pthread")
 
     torch.set_num_threads(args.threads)
     dump = os.path.join(args.build, "bench", "flowless_dump_heads")
@@ -615,7 +630,7 @@ def main():
 
         summary = {
             "threads": args.threads, "T": args.T, "buffer_T": Tbuf, "parity_worst": worst, "parity_ok": parity_ok,
-            "torch_malloc": args.torch_malloc,
+            "torch_malloc": args.torch_malloc, "torch_blas": blas,
             "speedup_network_forward": median([r["torch_forward_seconds"] / r["flowless"]["network_seconds"] for r in rounds]),
             "speedup_inference_vs_torch_forward": median(
                 [r["torch_forward_seconds"] / r["flowless"]["inference_seconds"] for r in rounds]),
