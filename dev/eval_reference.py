@@ -80,44 +80,14 @@ def group_rows(rows):
 
 
 def ap_detection(gt, pred, tious):
+    """compute_average_precision_detection: the matching (match_flags, below),
+    then the interpolated AP of the cumulative counts per threshold."""
     ap = np.zeros(len(tious))
     if len(pred) == 0:
         return ap
-    npos = float(len(gt))
-    lock_gt = np.ones((len(tious), len(gt))) * -1
-    scores = np.array([p[4] for p in pred])
-    sort_idx = scores.argsort()[::-1]
-    pred = [pred[i] for i in sort_idx]
-    tp = np.zeros((len(tious), len(pred)))
-    fp = np.zeros((len(tious), len(pred)))
-    gbv = group_rows(gt)
-    for idx, p in enumerate(pred):
-        if p[0] not in gbv:
-            fp[:, idx] = 1
-            continue
-        this_gt = gbv[p[0]]
-        segs = np.array([[r[1], r[2]] for _, r in this_gt])
-        tiou_arr = segment_iou(np.array([p[1], p[2]]), segs)
-        tiou_sorted_idx = tiou_arr.argsort()[::-1]
-        for tidx, thr in enumerate(tious):
-            for jdx in tiou_sorted_idx:
-                if tiou_arr[jdx] < thr:
-                    fp[tidx, idx] = 1
-                    break
-                gi = this_gt[jdx][0]
-                if lock_gt[tidx, gi] >= 0:
-                    continue
-                tp[tidx, idx] = 1
-                lock_gt[tidx, gi] = idx
-                break
-            if fp[tidx, idx] == 0 and tp[tidx, idx] == 0:
-                fp[tidx, idx] = 1
-    tp_c = np.cumsum(tp, axis=1).astype(float)
-    fp_c = np.cumsum(fp, axis=1).astype(float)
-    rec = tp_c / npos
-    prec = tp_c / (tp_c + fp_c)
+    _, tp = match_flags(gt, pred, tious)
     for tidx in range(len(tious)):
-        ap[tidx] = interpolated_prec_rec(prec[tidx, :], rec[tidx, :])
+        ap[tidx] = ap_of_flags(tp[tidx], float(len(gt)))
     return ap
 
 
