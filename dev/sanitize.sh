@@ -22,7 +22,9 @@ ctest --preset sanitize -j "$jobs" --timeout 3000
 # above does not use: there every product takes the Eigen path. Its tests run
 # once more, built for this CPU, under the same sanitizers.
 cxx="${CXX:-g++}"
-if echo | "$cxx" -march=native -dM -E - | grep -qE '__AVX512F__|__AVX2__'; then
+# (The macros go through a variable: with pipefail, grep -q closing the pipe early fails the pipeline.)
+native_macros="$(echo | "$cxx" -march=native -dM -E -x c++ -)"
+if grep -qE '__AVX512F__|__AVX2__' <<< "$native_macros"; then
   echo "sanitize: tests/test_gemm.cpp with -march=native (the packed GEMM's SIMD paths)"
   "$cxx" -std=c++17 -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer \
     -fno-sanitize-recover=undefined -I include -I tests -I /usr/include/eigen3 \
