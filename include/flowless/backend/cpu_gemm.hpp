@@ -245,6 +245,19 @@ inline float* b_panel(int64_t n, AlignedBuf& own) {
   return buf.get();
 }
 
+/// pack_a_sliver's transposed case (ISA-independent): op(A) column i of row k is
+/// row(k)[i], so each of the kc packed columns is mv <= kMR contiguous values, zero-padded.
+template <class Row>
+void pack_a_sliver_trans(const Row& row, int64_t mv, int64_t m0, int64_t p0, int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* src = row(p0 + k) + m0;
+    float* d = dst + k * kMR;
+    int64_t r = 0;
+    for (; r < mv; ++r) d[r] = src[r];
+    for (; r < kMR; ++r) d[r] = 0.f;
+  }
+}
+
 #if defined(__AVX512F__)
 // GCC 12 reports the undefined pass-through operand of its own unpack/shuffle
 // intrinsics as uninitialised once they are inlined here (a false positive,
@@ -326,13 +339,7 @@ template <class Row>
 void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* dst) {
   const int64_t mv = std::min<int64_t>(kMR, M - m0);
   if (trans_a) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = row(p0 + k) + m0;
-      float* d = dst + k * kMR;
-      int64_t r = 0;
-      for (; r < mv; ++r) d[r] = src[r];
-      for (; r < kMR; ++r) d[r] = 0.f;
-    }
+    pack_a_sliver_trans(row, mv, m0, p0, kc, dst);
     return;
   }
   const float* src[kMR];
@@ -466,13 +473,7 @@ template <class Row>
 void pack_a_sliver(bool trans_a, const Row& row, int64_t M, int64_t m0, int64_t p0, int64_t kc, float* dst) {
   const int64_t mv = std::min<int64_t>(kMR, M - m0);
   if (trans_a) {
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = row(p0 + k) + m0;
-      float* d = dst + k * kMR;
-      int64_t r = 0;
-      for (; r < mv; ++r) d[r] = src[r];
-      for (; r < kMR; ++r) d[r] = 0.f;
-    }
+    pack_a_sliver_trans(row, mv, m0, p0, kc, dst);
     return;
   }
   const float* src[kMR];
