@@ -14,6 +14,7 @@
 #include <thread>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@
 #include "flowless/io/npy.hpp"
 #include "flowless/models/model_file.hpp"
 #include "flowless/workflow/predictions.hpp"
+#include "flowless/workflow/score_fusion.hpp"
+#include "flowless/workflow/video_input.hpp"
 #include "flowless/workflow/training.hpp"
 #include "flowless/viz/plots.hpp"
 #include "flowless/bench/model_bench.hpp"
@@ -673,7 +676,8 @@ class Commands {
   // ---- detect ---------------------------------------------------------------
   struct {
     std::string config, weights, model, features, data, split = "test", out, dump_heads, precision = "fp32",
-        head = "joint";
+        head = "joint", ext_scores, annotations;
+    bool no_ext_scores = false;
     double fps = 0;
     int threads = 1;
   } det_;
@@ -685,7 +689,16 @@ class Commands {
     s->add_option("--features", det_.features, "a (T, C) .npy/.npz file or a folder of them (id = file stem)");
     s->add_option("--data", det_.data, "a dataset folder (instead of --features)");
     s->add_option("--split", det_.split, "dataset split with --data")->capture_default_str();
-    s->add_option("--fps", det_.fps, "frames per second of the videos (with --features; default: config or 30)");
+    s->add_option("--fps", det_.fps,
+                  "frames per second of the videos (with --features; default: config, --annotations, or 30)");
+    s->add_option("--annotations", det_.annotations,
+                  "with --features: annotation JSON giving each video's duration (and fps when the config has "
+                  "none), as the reference's dataset does");
+    s->add_option("--ext-scores", det_.ext_scores,
+                  "fuse video-level classifier scores (JSON {\"results\": {id: [score per class]}}) into the "
+                  "detections: top 200 segments x top 2 classes, score sqrt(class x segment); default: the "
+                  "config's test_cfg.ext_score_file");
+    s->add_flag("--no-ext-scores", det_.no_ext_scores, "ignore the config's test_cfg.ext_score_file");
     s->add_option("--out", det_.out, "predictions JSON (ActivityNet result layout)")->required();
     s->add_option("--dump-heads", det_.dump_heads, "write per-level cls_logits/offsets/fpn_feats to a safetensors file");
     s->add_option("--threads", det_.threads, "worker threads")->capture_default_str();
@@ -727,6 +740,7 @@ class Commands {
     ConvWeightCacheScope weights_once;
     workflow::VideoDetections results;
     std::map<int, std::string> names = any ? label_names_of(*any) : std::map<int, std::string>{};
+    bool names_from_annotations = false;
     io::SafeTensors dump;
     auto run_one = [&](const std::string& id, const std::vector<float>& x, int64_t T, int64_t C, VideoMeta meta,
                        const std::string& ctx, bool multi) {
@@ -755,12 +769,29 @@ class Commands {
     if (!det_.features.empty()) {
       std::vector<std::string> files =
           io::dir_exists(det_.features) ? list_feature_files(det_.features) : std::vector<std::string>{det_.features};
-      const double fps = det_.fps > 0 ? det_.fps : (cfg.default_fps > 0 ? cfg.default_fps : 30.0);
+      std::optional<data::Annotations> ann;
+      if (!det_.annotations.empty()) ann = data::load_annotations(det_.annotations);
       for (auto& f : files) {
         int64_t T, C;
         auto x = read_features(f, T, C);
-        VideoMeta meta{file_stem(f), fps, (double(T) * cfg.feat_stride + cfg.num_frames) / fps, cfg.feat_stride,
-                       cfg.num_frames};
+        std::string id = file_stem(f);
+        // The reference names feature files file_prefix + id ("v_" for ActivityNet).
+        if (!cfg.file_prefix.empty() && id.size() > cfg.file_prefix.size() && id.rfind(cfg.file_prefix, 0) == 0)
+          id = id.substr(cfg.file_prefix.size());
+        const data::VideoAnnotation* va = nullptr;
+        if (ann) {
+          va = ann->find(id);
+          FLOWLESS_CHECK(va != nullptr, det_.annotations, ": has no video '", id, "' (features ", f, ")");
+          names = ann->label_names;
+          names_from_annotations = true;
+        }
+        const double fps = det_.fps > 0 ? det_.fps
+                           : cfg.default_fps > 0 ? cfg.default_fps
+                           : va && va->fps > 0 ? va->fps
+                                               : 30.0;
+        const double duration = va ? va->duration : (double(T) * cfg.feat_stride + cfg.num_frames) / fps;
+        VideoMeta meta{id, fps, duration, cfg.feat_stride, cfg.num_frames};
+        workflow::prepare_video_input(cfg, x, T, C, meta, f);
         run_one(meta.id, x, T, C, meta, f, files.size() > 1);
       }
     } else {
@@ -770,12 +801,23 @@ class Commands {
       data::Dataset ds(det_.data, o);
       FLOWLESS_CHECK(ds.size() > 0, det_.data, ": split '", det_.split, "' has no videos");
       names = ds.annotations().label_names;
+      names_from_annotations = true;
       for (size_t i = 0; i < ds.size(); ++i) {
         int T = 0;
         auto x = ds.features(i, &T);
         VideoMeta meta{ds.id(i), ds.fps(i), ds.duration(i), ds.stride(), ds.num_frames()};
-        run_one(meta.id, x, T, ds.channels(), meta, ds.feature_file(i), true);
+        int64_t Tn = T;
+        workflow::prepare_video_input(cfg, x, Tn, ds.channels(), meta, ds.feature_file(i));
+        run_one(meta.id, x, Tn, ds.channels(), meta, ds.feature_file(i), true);
       }
+    }
+    const std::string ext_path = det_.no_ext_scores ? std::string() : !det_.ext_scores.empty() ? det_.ext_scores
+                                                                                                   : cfg.ext_score_file;
+    if (!ext_path.empty()) {
+      // As the reference's postprocess_results: the labels become the classifier's classes.
+      workflow::fuse_external_scores(results, workflow::load_external_scores(ext_path));
+      if (!names_from_annotations) names.clear();  // the model's class names do not name the classifier's
+      std::printf("fused the classifier scores of %s (top 200 segments x top 2 classes)\n", ext_path.c_str());
     }
     workflow::write_predictions(det_.out, results, names);
     if (!det_.dump_heads.empty()) io::save_safetensors(det_.dump_heads, dump);

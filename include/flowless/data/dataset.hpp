@@ -64,6 +64,34 @@ inline double effective_stride(double feat_stride, int downsample_rate) {
   return feat_stride * static_cast<double>(downsample_rate);
 }
 
+/// The feature grid of a video resampled to a fixed length L (ActionFormer's
+/// ActivityNet path, anet.py with force_upsampling; ops/resample.hpp does the
+/// resampling). With feat_stride > 0 the T input rows span
+/// (T - 1) * feat_stride + num_frames frames, spread over L steps:
+///   stride = ((T - 1) * feat_stride + num_frames) / L,  num_frames' = stride.
+/// With feat_stride <= 0 (fixed-length features) the span is the video,
+/// duration * fps frames (L steps when force_upsampling, else T):
+///   stride = duration * fps / steps,  num_frames' = stride.
+struct FeatureGrid {
+  double feat_stride = 0, num_frames = 0;
+};
+inline FeatureGrid fixed_length_grid(int64_t T, double feat_stride, double num_frames, int64_t L, bool force_upsampling,
+                                     double duration, double fps, const std::string& context) {
+  FLOWLESS_CHECK(T >= 1 && L >= 1, context, ": cannot map ", T, " feature rows onto ", L, " steps");
+  FeatureGrid g;
+  if (feat_stride > 0) {
+    FLOWLESS_CHECK(force_upsampling, context, ": fixed_length_grid needs force_upsampling when feat_stride > 0");
+    g.feat_stride = (static_cast<double>(T - 1) * feat_stride + num_frames) / static_cast<double>(L);
+  } else {
+    FLOWLESS_CHECK(duration > 0 && fps > 0, context, ": fixed-length features (feat_stride <= 0) need the video's "
+                   "duration and fps (from the annotations), got duration ", duration, " s and fps ", fps);
+    FLOWLESS_CHECK(force_upsampling || T <= L, context, ": ", T, " fixed-length feature rows exceed max_seq_len ", L);
+    g.feat_stride = duration * fps / static_cast<double>(force_upsampling ? L : T);
+  }
+  g.num_frames = g.feat_stride;
+  return g;
+}
+
 /// Half a clip window in grid units: 0.5 * num_frames / feat_stride (2 for THUMOS).
 inline double feat_offset(double feat_stride, double num_frames) {
   return 0.5 * num_frames / feat_stride;

@@ -12,12 +12,14 @@
 // Parameter names match the reference ("embd.0.conv.weight", "stem.1.ln1.weight", ...).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
 
 #include "flowless/models/blocks.hpp"
 #include "flowless/models/detector_config.hpp"
+#include "flowless/ops/resample.hpp"
 
 namespace flowless::models {
 
@@ -55,16 +57,39 @@ class ConvEmbedding {
   bool with_ln_;
 };
 
-/// Sinusoidal table (T, C) scaled by 1/sqrt(C), as get_sinusoid_encoding.
+/// Sinusoidal table (n_pos, C) scaled by 1/sqrt(C), as the reference's buffer
+/// get_sinusoid_encoding(n_pos, C) / C**0.5: angles and sin/cos in double,
+/// rounded to T, then divided in T.
 template <class T>
 Tensor<T> sinusoid_encoding(int64_t n_pos, int64_t C) {
   Tensor<T> pe(Shape{n_pos, C});
+  const T root = static_cast<T>(std::sqrt(static_cast<double>(C)));
   for (int64_t p = 0; p < n_pos; ++p)
     for (int64_t i = 0; i < C; ++i) {
       double angle = double(p) / std::pow(10000.0, 2.0 * double(i / 2) / double(C));
-      pe[p * C + i] = T((i % 2 == 0 ? std::sin(angle) : std::cos(angle)) / std::sqrt(double(C)));
+      pe[p * C + i] = static_cast<T>(i % 2 == 0 ? std::sin(angle) : std::cos(angle)) / root;
     }
   return pe;
+}
+
+/// The absolute position encoding added to a sequence of Tn steps, (Tn, C):
+/// the first Tn rows of the (max_len, C) table, or at inference when
+/// Tn >= max_len the whole table linearly re-interpolated to Tn rows
+/// (F.interpolate(pos_embd, Tn, mode='linear', align_corners=False)).
+template <class T>
+Tensor<T> abs_position_encoding(int64_t max_len, int64_t C, int64_t Tn, bool training) {
+  Tensor<T> table = sinusoid_encoding<T>(max_len, C);
+  FLOWLESS_CHECK(!training || Tn <= max_len, "ConvTransformerBackbone: sequence of ", Tn, " exceeds max_seq_len ",
+                 max_len, " in training");
+  if (!training && Tn >= max_len) {
+    std::vector<T> r = resample_linear(table.data(), max_len, C, Tn);
+    Tensor<T> out(Shape{Tn, C});
+    std::copy(r.begin(), r.end(), out.data());
+    return out;
+  }
+  Tensor<T> out(Shape{Tn, C});
+  std::copy(table.data(), table.data() + Tn * C, out.data());
+  return out;
 }
 
 template <class T>
@@ -103,27 +128,15 @@ class ConvTransformerBackbone : public Backbone<T> {
   }
 
  private:
-  // pe[:T] * mask, linearly re-interpolated (align_corners=False) at inference when T >= max_len.
+  // pe[:T] * mask (abs_position_encoding: re-interpolated at inference when T >= max_len).
   Var<T> position_encoding(int64_t B, int64_t Tn, const std::vector<int>& lengths) const {
-    const int64_t C = cfg_.embd_dim, L = cfg_.max_seq_len;
-    Tensor<T> table = sinusoid_encoding<T>(L, C);
+    const int64_t C = cfg_.embd_dim;
+    Tensor<T> table = abs_position_encoding<T>(cfg_.max_seq_len, C, Tn, this->is_training());
     Tensor<T> pe = Tensor<T>::zeros(Shape{B, Tn, C});
-    const bool interp = !this->is_training() && Tn >= L;
-    FLOWLESS_CHECK(interp || Tn <= L, "ConvTransformerBackbone: sequence of ", Tn, " exceeds max_seq_len ", L,
-                   " in training");
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < std::min<int64_t>(Tn, lengths[b]); ++t) {
-        T* dst = pe.data() + (b * Tn + t) * C;
-        if (!interp) {
-          std::copy(table.data() + t * C, table.data() + (t + 1) * C, dst);
-        } else {
-          double src = (double(t) + 0.5) * double(L) / double(Tn) - 0.5;
-          if (src < 0) src = 0;
-          int64_t i0 = std::min<int64_t>(int64_t(src), L - 1), i1 = std::min<int64_t>(i0 + 1, L - 1);
-          double w1 = src - double(i0), w0 = 1 - w1;
-          for (int64_t c = 0; c < C; ++c) dst[c] = T(w0 * table[i0 * C + c] + w1 * table[i1 * C + c]);
-        }
-      }
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = std::min<int64_t>(Tn, lengths[b]);
+      std::copy(table.data(), table.data() + n * C, pe.data() + b * Tn * C);
+    }
     return Var<T>(pe);
   }
 

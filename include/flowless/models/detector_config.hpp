@@ -44,6 +44,11 @@ struct DetectorConfig {
   // ---- dataset section (what the model needs to map grid <-> seconds) ----
   double feat_stride = 4, num_frames = 16;
   double default_fps = 0;  // 0 = per video
+  // ActionFormer's ActivityNet configs: every video's features are linearly
+  // resampled to max_seq_len steps and its grid rescaled (data::fixed_length_grid,
+  // ops/resample.hpp); feature files are named file_prefix + id + file_ext ("v_").
+  bool force_upsampling = false;
+  std::string file_prefix, file_ext;
   // ---- training ----
   double init_loss_norm = 100, clip_grad_l2norm = 1.0, cls_prior_prob = 0.01;
   std::string center_sample = "radius";
@@ -52,6 +57,10 @@ struct DetectorConfig {
   double dropout = 0.0, droppath = 0.1, label_smoothing = 0.0;
   // ---- inference ----
   PostprocessConfig test;
+  // test_cfg.ext_score_file: video-level classifier scores fused into the
+  // detections (workflow/score_fusion.hpp); "" = none. A path as written in
+  // the config (the reference resolves it from the working directory).
+  std::string ext_score_file;
   std::string inference_padding = "divisible";  // or "max_seq_len" (the reference's exact buffer)
   // ---- flowless: which input channels the model reads ----
   std::string modality = "";        // informational: "rgb", "flow", "two-stream", ...
@@ -250,6 +259,10 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     c.feat_stride = d.number_or("feat_stride", c.feat_stride);
     c.num_frames = d.number_or("num_frames", c.num_frames);
     c.default_fps = d.number_or("default_fps", 0.0);
+    c.force_upsampling = d.bool_or("force_upsampling", c.force_upsampling);
+    c.file_prefix = d.string_or("file_prefix", c.file_prefix);
+    c.file_ext = d.string_or("file_ext", c.file_ext);
+    c.ext_score_file = te.string_or("ext_score_file", c.ext_score_file);
     c.init_loss_norm = tr.number_or("init_loss_norm", c.init_loss_norm);
     c.clip_grad_l2norm = tr.number_or("clip_grad_l2norm", c.clip_grad_l2norm);
     c.cls_prior_prob = tr.number_or("cls_prior_prob", c.cls_prior_prob);
@@ -332,6 +345,9 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   d["input_dim"] = Value(c.input_dim);
   d["num_classes"] = Value(c.num_classes);
   d["max_seq_len"] = Value(c.max_seq_len);
+  if (c.force_upsampling) d["force_upsampling"] = Value(true);
+  if (!c.file_prefix.empty()) d["file_prefix"] = Value(c.file_prefix);
+  if (!c.file_ext.empty()) d["file_ext"] = Value(c.file_ext);
   Value& tr = root["train_cfg"];
   tr["init_loss_norm"] = Value(c.init_loss_norm);
   tr["clip_grad_l2norm"] = Value(c.clip_grad_l2norm);
@@ -354,6 +370,7 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   te["voting_thresh"] = Value(double(c.test.nms.voting_thresh));
   te["max_seg_num"] = Value(c.test.nms.max_seg_num);
   te["multiclass_nms"] = Value(c.test.nms.multiclass);
+  te["ext_score_file"] = c.ext_score_file.empty() ? Value(nullptr) : Value(c.ext_score_file);
   Value& fl = root["flowless"];
   fl["arch"] = Value(c.arch);
   fl["inference_padding"] = Value(c.inference_padding);
