@@ -123,6 +123,23 @@ run_fails("dcd-concat.safetensors: was trained with lambda_f 2, lambda_p 0.5, th
           --seeds 1 --variants rgb dcd-concat --threads 1)
 run(${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json --model-preset tiny --epochs 1
     --seeds 1 --variants rgb dcd-concat:lambda_f=2 --threads 1)
+# With the model file deleted, the result file's own record decides (written since session 14).
+file(READ ${W}/exp/seed1/dcd-concat_lambda_f2.result.json concat_result)
+string(JSON lf GET "${concat_result}" distillation_weights lambda_f)
+if(NOT lf EQUAL 2)
+  message(FATAL_ERROR "the result file does not record lambda_f 2:\n${concat_result}")
+endif()
+file(COPY_FILE ${W}/exp/seed1/dcd-concat_lambda_f2.result.json ${W}/exp/seed1/dcd-concat.result.json)
+file(REMOVE ${W}/exp/seed1/dcd-concat.safetensors)
+run_fails("dcd-concat.result.json: was trained with lambda_f 2, lambda_p 0.5, this run asks for 0.5, 0.5" ${CLI}
+          experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json --model-preset tiny --epochs 1
+          --seeds 1 --variants rgb dcd-concat --threads 1)
+string(JSON concat_result REMOVE "${concat_result}" distillation_weights)
+file(WRITE ${W}/exp/seed1/dcd-concat.result.json "${concat_result}")
+run_fails("dcd-concat.result.json: has no record of its distillation weights (written before session 14" ${CLI}
+          experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json --model-preset tiny --epochs 1
+          --seeds 1 --variants rgb dcd-concat --threads 1)
+file(REMOVE ${W}/exp/seed1/dcd-concat.result.json)
 run_fails("unknown option 'windw'" ${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json
           --model-preset tiny --epochs 1 --seeds 1 --variants dcd-laf:windw=3 --threads 1)
 run_fails("applies to dcd-laf variants only" ${CLI} experiment --out ${W}/exp --preset tiny --synth-config ${W}/synth_cfg.json

@@ -429,8 +429,12 @@ class Commands {
         const std::string stem = workflow::variant_file_stem(v);
         r.out = v == "flow" ? teacher : sd + "/" + stem + ".safetensors";
         const std::string result_file = sd + "/" + stem + ".result.json";
-        // A file from an earlier run is reused only if it has this run's distillation weights.
-        if (io::file_exists(r.out)) workflow::check_distillation_weights(r, r.out);
+        // A file from an earlier run is reused only if it has this run's distillation weights:
+        // the model file's record, or the result's own when the model file was deleted.
+        if (io::file_exists(r.out))
+          workflow::check_distillation_weights(r, r.out);
+        else if (io::file_exists(result_file))
+          workflow::check_result_distillation_weights(r, json::parse_file(result_file), result_file);
         if (!io::file_exists(result_file)) {
           if (!io::file_exists(r.out)) workflow::train_model(r);
           double train_secs = -1;
@@ -446,14 +450,19 @@ class Commands {
           j["inference_seconds"] = json::Value(secs);
           j["parameters"] = json::Value(model->module().num_parameters());
           j["train_seconds"] = json::Value(train_secs);
+          j["distillation_weights"] = workflow::distillation_weights_json(r);
           io::write_file_atomic(result_file, json::dump(j, 1));
         }
         json::Value j = json::parse_file(result_file);
-        if (!j.contains("false_positives") && io::file_exists(r.out)) {
-          // A result written before the error analysis existed: add it (detection is quick).
-          auto model = models::load_any_model<float>(r.out);
-          j["false_positives"] = eval::to_json(
-              eval::analyze_false_positives(ann, "test", workflow::detect_split(*model, data, "test"), tious));
+        if (io::file_exists(r.out) && (!j.contains("false_positives") || !j.contains("distillation_weights"))) {
+          // A result written before the error analysis (session 13) or the weights record (session 14):
+          // add what it lacks from its model file, checked above (detection is quick).
+          if (!j.contains("false_positives")) {
+            auto model = models::load_any_model<float>(r.out);
+            j["false_positives"] = eval::to_json(
+                eval::analyze_false_positives(ann, "test", workflow::detect_split(*model, data, "test"), tious));
+          }
+          j["distillation_weights"] = workflow::distillation_weights_json(r);
           io::write_file_atomic(result_file, json::dump(j, 1));
         }
         eval::DetectionResult res;

@@ -158,30 +158,64 @@ inline std::pair<double, double> distillation_weights(const TrainRequest& r) {
   return {r.lambda_f.value_or(dcd::PlainKdOptions{}.lambda_f), 0.0};
 }
 
-/// For a model file that `r` would reuse instead of training (flowless experiment):
-/// fails naming the file when it was trained with other distillation weights than
-/// `r` asks for, e.g. with the defaults of before session 12 (1 and 1). Detectors
-/// carry no weights and always pass.
-inline void check_distillation_weights(const TrainRequest& r, const std::string& file) {
-  if (r.mode != "dcd" && r.mode != "kd-plain") return;
+namespace detail {
+/// record: {"lambda_f": F[, "lambda_p": P]} or null (no record; `why` says why).
+inline void match_distillation_weights(const TrainRequest& r, const json::Value* record, const std::string& file,
+                                       const std::string& why) {
   const auto want = distillation_weights(r);
-  const auto meta = io::load_safetensors(file).metadata;
   const bool dcd = r.mode == "dcd";
-  const std::string key = dcd ? "dcd_training" : "kd_training";
   auto values = [&](double f, double p) {  // "F" or "F, P"
     return json::dump(json::Value(f)) + (dcd ? ", " + json::dump(json::Value(p)) : std::string());
   };
   auto named = [&](double f, double p) {  // "lambda_f F" or "lambda_f F, lambda_p P"
     return "lambda_f " + json::dump(json::Value(f)) + (dcd ? ", lambda_p " + json::dump(json::Value(p)) : std::string());
   };
-  auto it = meta.find(key);
-  FLOWLESS_CHECK(it != meta.end(), file, ": has no \"", key, "\" record of its distillation weights (trained before ",
-                 "session 12, whose defaults were lambda_f = lambda_p = 1); this run asks for ",
+  FLOWLESS_CHECK(record != nullptr, file, ": has no record of its distillation weights (", why, "); this run asks for ",
                  named(want.first, want.second), ": remove the file or use another --out");
-  json::Value t = json::parse(it->second, file + " (" + key + ")");
-  const double f = t.at("lambda_f").as_number(), p = dcd ? t.at("lambda_p").as_number() : 0.0;
+  const double f = record->at("lambda_f").as_number(), p = dcd ? record->at("lambda_p").as_number() : 0.0;
   FLOWLESS_CHECK(f == want.first && p == want.second, file, ": was trained with ", named(f, p), ", this run asks for ",
                  values(want.first, want.second), ": remove the file or use another --out");
+}
+}  // namespace detail
+
+/// The record of `r`'s distillation weights kept in an experiment's result
+/// file: {"lambda_f": F, "lambda_p": P} (DCD), {"lambda_f": F} (kd-plain),
+/// null for detectors.
+inline json::Value distillation_weights_json(const TrainRequest& r) {
+  if (r.mode != "dcd" && r.mode != "kd-plain") return json::Value(nullptr);
+  const auto w = distillation_weights(r);
+  json::Value j = json::Value::object();
+  j["lambda_f"] = json::Value(w.first);
+  if (r.mode == "dcd") j["lambda_p"] = json::Value(w.second);
+  return j;
+}
+
+/// For a model file that `r` would reuse instead of training (flowless experiment):
+/// fails naming the file when it was trained with other distillation weights than
+/// `r` asks for, e.g. with the defaults of before session 12 (1 and 1). Detectors
+/// carry no weights and always pass.
+inline void check_distillation_weights(const TrainRequest& r, const std::string& file) {
+  if (r.mode != "dcd" && r.mode != "kd-plain") return;
+  const auto meta = io::load_safetensors(file).metadata;
+  const std::string key = r.mode == "dcd" ? "dcd_training" : "kd_training";
+  auto it = meta.find(key);
+  std::optional<json::Value> record;
+  if (it != meta.end()) record = json::parse(it->second, file + " (" + key + ")");
+  detail::match_distillation_weights(r, record ? &*record : nullptr, file,
+                                     "no \"" + key + "\": trained before session 12, whose defaults were "
+                                     "lambda_f = lambda_p = 1");
+}
+
+/// The same check for an experiment's result file reused without its model
+/// file (deleted to save space): the result's own record must match.
+inline void check_result_distillation_weights(const TrainRequest& r, const json::Value& result,
+                                              const std::string& file) {
+  if (r.mode != "dcd" && r.mode != "kd-plain") return;
+  const json::Value* record = result.contains("distillation_weights") && !result.at("distillation_weights").is_null()
+                                  ? &result.at("distillation_weights")
+                                  : nullptr;
+  detail::match_distillation_weights(r, record, file,
+                                     "written before session 14, and its model file " + r.out + " is gone");
 }
 
 /// Sets the mode, modality and options of one `flowless experiment` variant.
