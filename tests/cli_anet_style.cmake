@@ -81,6 +81,19 @@ run_fails("${W}/nothing.json" ${CLI} detect --config ${W}/anet.json --weights ${
 file(WRITE ${W}/ann.json "{\"database\": {\"vid00\": {\"subset\": \"validation\", \"duration\": 40.5, \"annotations\": []}}}")
 run_fails("has no video 'vid01'" ${CLI} detect --config ${W}/anet.json --weights ${F}/weights.safetensors --features
           ${W}/feats --annotations ${W}/ann.json --out ${W}/bad.json)
+# Fixed-length features (feat_stride <= 0) need the annotations' durations.
+string(JSON cfg0 SET "${cfg}" dataset feat_stride 0)
+file(WRITE ${W}/fixed.json "${cfg0}")
+run_fails("need the video's duration and fps (from the annotations)" ${CLI} detect --config ${W}/fixed.json --weights
+          ${F}/weights.safetensors --features ${W}/feats --no-ext-scores --out ${W}/bad.json)
+file(WRITE ${W}/ann2.json "{\"database\": {\"vid00\": {\"subset\": \"validation\", \"duration\": 40.5, \"fps\": 30, \"annotations\": []}, \"vid01\": {\"subset\": \"validation\", \"duration\": 102.9, \"fps\": 30, \"annotations\": []}}}")
+run(${CLI} detect --config ${W}/fixed.json --weights ${F}/weights.safetensors --features ${W}/feats --no-ext-scores
+    --annotations ${W}/ann2.json --out ${W}/fixed_pred.json)
+file(READ ${W}/fixed_pred.json fixed_pred)
+string(JSON end0 GET "${fixed_pred}" results vid00 0 segment 1)
+if(end0 GREATER 40.5)
+  message(FATAL_ERROR "vid00: a segment ends at ${end0} s, after the annotated duration 40.5 s")
+endif()
 if(EXISTS ${W}/bad.json)
   message(FATAL_ERROR "a failed detect wrote its --out file")
 endif()

@@ -798,7 +798,10 @@ class Commands {
                            : cfg.default_fps > 0 ? cfg.default_fps
                            : va && va->fps > 0 ? va->fps
                                                : 30.0;
-        const double duration = va ? va->duration : (double(T) * cfg.feat_stride + cfg.num_frames) / fps;
+        // Fixed-length features (feat_stride <= 0) span the whole video: only the annotations know its length.
+        const double duration = va                    ? va->duration
+                                : cfg.feat_stride > 0 ? (double(T) * cfg.feat_stride + cfg.num_frames) / fps
+                                                      : 0.0;
         VideoMeta meta{id, fps, duration, cfg.feat_stride, cfg.num_frames};
         workflow::prepare_video_input(cfg, x, T, C, meta, f);
         run_one(meta.id, x, T, C, meta, f, files.size() > 1);

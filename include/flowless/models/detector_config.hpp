@@ -137,9 +137,11 @@ struct DetectorConfig {
                    " is not in [1, 2^28]");
     FLOWLESS_CHECK(std::isfinite(max_buffer_len_factor) && max_buffer_len_factor > 0, ctx,
                    ": max_buffer_len_factor must be finite and > 0");
-    FLOWLESS_CHECK(std::isfinite(feat_stride) && feat_stride > 0 && std::isfinite(num_frames) && num_frames >= 0 &&
+    // feat_stride <= 0: fixed-length features, whose grid comes from each video's duration
+    // (workflow::prepare_video_input, inference only).
+    FLOWLESS_CHECK(std::isfinite(feat_stride) && std::isfinite(num_frames) && num_frames >= 0 &&
                        std::isfinite(default_fps) && default_fps >= 0,
-                   ctx, ": feat_stride / num_frames / default_fps must be finite, feat_stride > 0");
+                   ctx, ": feat_stride / num_frames / default_fps must be finite, num_frames and default_fps >= 0");
     for (int k : head_empty_cls)
       FLOWLESS_CHECK(k >= 0 && k < num_classes, ctx, ": head_empty_cls holds ", k, ", not a class in [0, ",
                      num_classes, ")");

@@ -369,8 +369,9 @@ inline TrainResult train_model(const TrainRequest& r) {
                            ? preset_config(r.preset, r.arch)
                            : parse_detector_config(json::parse_file(r.config_path), r.config_path);
   if (r.config_path.empty()) cfg.arch = r.arch;
-  FLOWLESS_CHECK(!cfg.force_upsampling, r.config_path, ": dataset.force_upsampling (ActivityNet's resampling to "
-                 "max_seq_len) is supported at inference only (flowless detect), not in training");
+  FLOWLESS_CHECK(!cfg.force_upsampling && cfg.feat_stride > 0, r.config_path,
+                 ": dataset.force_upsampling and fixed-length features (feat_stride <= 0; ActivityNet's "
+                 "resampling to max_seq_len) are supported at inference only (flowless detect), not in training");
   cfg.input_dim = channels[1] - channels[0];
   cfg.channels = channels;
   cfg.modality = distill ? (r.mode == "dcd" ? "rgb (dcd student)" : "rgb (kd-plain)") : r.modality;
