@@ -81,6 +81,8 @@ run_fails("${W}/nothing.json" ${CLI} detect --config ${W}/anet.json --weights ${
 file(WRITE ${W}/ann.json "{\"database\": {\"vid00\": {\"subset\": \"validation\", \"duration\": 40.5, \"annotations\": []}}}")
 run_fails("has no video 'vid01'" ${CLI} detect --config ${W}/anet.json --weights ${F}/weights.safetensors --features
           ${W}/feats --annotations ${W}/ann.json --out ${W}/bad.json)
+run_fails("not both" ${CLI} detect --config ${W}/anet.json --weights ${F}/weights.safetensors --features ${W}/feats
+          --ext-scores ${W}/other.json --no-ext-scores --out ${W}/bad.json)
 # Fixed-length features (feat_stride <= 0) need the annotations' durations.
 string(JSON cfg0 SET "${cfg}" dataset feat_stride 0)
 file(WRITE ${W}/fixed.json "${cfg0}")

@@ -175,6 +175,8 @@ file(WRITE ${W}/garbage_cfg.json "{\"leak\": 1}")
 run_fails("unknown synthetic dataset field" ${CLI} synth --out ${W}/bad_cfg --config ${W}/garbage_cfg.json)
 # Errors name the file and the problem.
 run_fails("missing.npy" ${CLI} detect --model ${W}/rgb.safetensors --features ${W}/missing.npy --out ${W}/x.json)
+run_fails("--annotations goes with --features" ${CLI} detect --model ${W}/rgb.safetensors --data ${D}
+          --annotations ${D}/annotations.json --out ${W}/x.json)
 run_fails("annotations.json" ${CLI} eval --annotations ${W}/nothing/annotations.json --pred ${W}/pred_rgb.json)
 run_fails("needs --teacher" ${CLI} train --data ${D} --dcd --out ${W}/y.safetensors)
 file(WRITE ${W}/garbage.safetensors "not a model")

@@ -729,6 +729,9 @@ class Commands {
     cpu::MatmulPrecisionScope precision_scope(precision);
     FLOWLESS_CHECK(det_.model.empty() != det_.weights.empty(), "give exactly one of --model or --weights");
     FLOWLESS_CHECK(det_.features.empty() != det_.data.empty(), "give exactly one of --features or --data");
+    FLOWLESS_CHECK(det_.annotations.empty() || !det_.features.empty(),
+                   "--annotations goes with --features (a --data folder has its own annotations.json)");
+    FLOWLESS_CHECK(det_.ext_scores.empty() || !det_.no_ext_scores, "give --ext-scores or --no-ext-scores, not both");
     const std::string path = det_.model.empty() ? det_.weights : det_.model;
     // --dump-heads needs the plain detector's raw outputs; everything else runs any model file.
     std::unique_ptr<models::Detector<float>> detector;
