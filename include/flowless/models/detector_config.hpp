@@ -46,7 +46,9 @@ struct DetectorConfig {
   double default_fps = 0;  // 0 = per video
   // ActionFormer's ActivityNet configs: every video's features are linearly
   // resampled to max_seq_len steps and its grid rescaled (data::fixed_length_grid,
-  // ops/resample.hpp); feature files are named file_prefix + id + file_ext ("v_").
+  // ops/resample.hpp); feature files are named file_prefix + id + file_ext ("v_"):
+  // `flowless detect --features DIR` drops the prefix from the ids (file_ext is
+  // kept for the round trip; a folder's .npy / .npz files are read whatever it says).
   bool force_upsampling = false;
   std::string file_prefix, file_ext;
   // ---- training ----
