@@ -114,6 +114,7 @@ class Commands {
     add_detect(app);
     add_eval(app);
     add_info(app);
+    add_check(app);
     add_plot(app);
     add_demo(app);
     add_experiment(app);
@@ -881,6 +882,93 @@ class Commands {
     s->add_option("--errors-limit", ev_.errors_limit,
                   "analyse the top LIMIT x #GT predictions per class (DETAD's 10G); 0 = all")
         ->capture_default_str();
+  }
+
+  // ---- check ----------------------------------------------------------------
+  struct {
+    std::string data;
+    std::vector<std::string> splits;
+    int max_warnings = 20;
+  } chk_;
+  void add_check(CLI::App& app) {
+    auto* s = sub(app, "check",
+                  "validate a dataset folder: read every annotation and feature file of its splits and report what "
+                  "training and detection will see",
+                  [this] { return check(); });
+    s->add_option("--data", chk_.data, "the dataset folder (dataset.json, annotations.json, features/)")->required();
+    s->add_option("--split", chk_.splits, "subsets to read (default: dataset.json's train_split and test_split)");
+    s->add_option("--max-warnings", chk_.max_warnings, "warnings printed in full (the rest are counted)")
+        ->capture_default_str();
+  }
+  int check() {
+    const data::DatasetInfo info = data::load_dataset_info(chk_.data + "/dataset.json");
+    std::vector<std::string> splits = chk_.splits;
+    if (splits.empty()) {
+      splits = info.train_split;
+      for (auto& t : info.test_split)
+        if (std::find(splits.begin(), splits.end(), t) == splits.end()) splits.push_back(t);
+    }
+    std::printf("%s: input_dim %d", chk_.data.c_str(), info.input_dim);
+    for (const auto& [name, r] : info.modalities) std::printf(", %s [%d, %d)", name.c_str(), r[0], r[1]);
+    std::printf("; %d classes; feat_stride %g, num_frames %g, fps %s; max_seq_len %d\n", info.num_classes,
+                info.feat_stride, info.num_frames,
+                info.default_fps > 0 ? json::dump(json::Value(info.default_fps)).c_str() : "per video",
+                info.max_seq_len);
+    std::vector<std::string> warnings;
+    std::vector<int64_t> train_per_class(static_cast<size_t>(info.num_classes), 0);
+    size_t n_videos = 0;
+    for (const auto& split : splits) {
+      data::DatasetOptions o;
+      o.split = {split};
+      o.modality = "all";
+      o.warn = [&](const std::string& m) { warnings.push_back(m); };
+      data::Dataset ds(chk_.data, o);
+      std::vector<int> lengths;
+      std::vector<int64_t> per_class(static_cast<size_t>(info.num_classes), 0);
+      size_t instances = 0, annotated = 0, longer = 0, clipped_videos = 0;
+      for (size_t i = 0; i < ds.size(); ++i) {
+        const size_t before = warnings.size();
+        const data::VideoItem it = ds.item(i);  // reads and checks the features; clips stray segments
+        clipped_videos += warnings.size() > before;
+        lengths.push_back(it.T);
+        instances += it.segments.size();
+        annotated += !it.segments.empty();
+        longer += it.T > info.max_seq_len;
+        for (int l : it.labels) ++per_class[static_cast<size_t>(l)];
+      }
+      n_videos += ds.size();
+      const bool is_train = std::find(info.train_split.begin(), info.train_split.end(), split) != info.train_split.end();
+      if (is_train)
+        for (size_t c = 0; c < per_class.size(); ++c) train_per_class[c] += per_class[c];
+      if (ds.size() == 0) {
+        std::printf("split %-12s: no videos\n", split.c_str());
+        warnings.push_back(chk_.data + ": split '" + split + "' has no videos");
+        continue;
+      }
+      std::vector<int> sorted = lengths;
+      std::sort(sorted.begin(), sorted.end());
+      size_t classes_seen = 0;
+      for (int64_t n : per_class) classes_seen += n > 0;
+      std::printf("split %-12s: %zu videos (%zu annotated), T %d / %d / %d steps (min / median / max), %zu instances "
+                  "of %zu classes%s\n",
+                  split.c_str(), ds.size(), annotated, sorted.front(), sorted[sorted.size() / 2], sorted.back(),
+                  instances, classes_seen, is_train ? " (training)" : "");
+      if (longer > 0)
+        std::printf("  %zu video(s) longer than max_seq_len %d: training crops them, detection runs them whole\n",
+                    longer, info.max_seq_len);
+      if (clipped_videos > 0)
+        std::printf("  %zu video(s) with segments beyond their features (see the warnings)\n", clipped_videos);
+    }
+    for (size_t c = 0; c < train_per_class.size(); ++c)
+      if (train_per_class[c] == 0)
+        warnings.push_back(chk_.data + ": class " + std::to_string(c) +
+                           " has no training instance (its head output stays untrained)");
+    for (size_t k = 0; k < warnings.size() && static_cast<int>(k) < chk_.max_warnings; ++k)
+      std::printf("warning: %s\n", warnings[k].c_str());
+    if (static_cast<int>(warnings.size()) > chk_.max_warnings)
+      std::printf("... and %zu more warning(s)\n", warnings.size() - static_cast<size_t>(chk_.max_warnings));
+    std::printf("%zu video(s) read, %zu warning(s)\n", n_videos, warnings.size());
+    return 0;
   }
 
   // ---- info -----------------------------------------------------------------
