@@ -937,7 +937,9 @@ class Commands {
         for (int l : it.labels) ++per_class[static_cast<size_t>(l)];
       }
       n_videos += ds.size();
-      const bool is_train = std::find(info.train_split.begin(), info.train_split.end(), split) != info.train_split.end();
+      const bool is_train = std::any_of(info.train_split.begin(), info.train_split.end(), [&](const std::string& t) {
+        return data::annotations_detail::lower(t) == data::annotations_detail::lower(split);
+      });
       if (is_train)
         for (size_t c = 0; c < per_class.size(); ++c) train_per_class[c] += per_class[c];
       if (ds.size() == 0) {
