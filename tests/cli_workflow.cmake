@@ -36,7 +36,7 @@ if(pos EQUAL -1)
   message(FATAL_ERROR "eval --errors --json has no false_positives:\n${LAST_OUT}")
 endif()
 run_fails("limit_factor -1" ${CLI} eval --annotations ${D}/annotations.json --pred ${W}/pred_dcd.json --errors --errors-limit -1)
-# A student reads only RGB channels: a feature file holding RGB alone works.
+# A student given a two-stream feature file reads its RGB channels (an RGB-only array: test_dcd.cpp).
 run(${CLI} detect --model ${W}/dcd.safetensors --features ${D}/features/video_test_0000001.npy --out ${W}/one.json)
 run(${CLI} info ${W}/dcd.safetensors)
 # The distillation weights a run used are in its file: the task's defaults when not given.
