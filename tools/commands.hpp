@@ -783,7 +783,11 @@ class Commands {
       std::vector<std::string> files =
           io::dir_exists(det_.features) ? list_feature_files(det_.features) : std::vector<std::string>{det_.features};
       std::optional<data::Annotations> ann;
-      if (!det_.annotations.empty()) ann = data::load_annotations(det_.annotations);
+      if (!det_.annotations.empty()) {
+        ann = data::load_annotations(det_.annotations);
+        names = ann->label_names;
+        names_from_annotations = true;
+      }
       for (auto& f : files) {
         int64_t T, C;
         auto x = read_features(f, T, C);
@@ -795,8 +799,6 @@ class Commands {
         if (ann) {
           va = ann->find(id);
           FLOWLESS_CHECK(va != nullptr, det_.annotations, ": has no video '", id, "' (features ", f, ")");
-          names = ann->label_names;
-          names_from_annotations = true;
         }
         const double fps = det_.fps > 0 ? det_.fps
                            : cfg.default_fps > 0 ? cfg.default_fps

@@ -72,30 +72,37 @@ Tensor<T> sinusoid_encoding(int64_t n_pos, int64_t C) {
   return pe;
 }
 
-/// The absolute position encoding added to a sequence of Tn steps, (Tn, C):
-/// the first Tn rows of the (max_len, C) table, or at inference when
-/// Tn >= max_len the whole table linearly re-interpolated to Tn rows
-/// (F.interpolate(pos_embd, Tn, mode='linear', align_corners=False)).
+/// The absolute position encoding added to a sequence of Tn steps, (Tn, C),
+/// from the (max_len, C) table (sinusoid_encoding): its first Tn rows, or at
+/// inference when Tn >= max_len the whole table linearly re-interpolated to Tn
+/// rows (F.interpolate(pos_embd, Tn, mode='linear', align_corners=False)).
 template <class T>
-Tensor<T> abs_position_encoding(int64_t max_len, int64_t C, int64_t Tn, bool training) {
-  Tensor<T> table = sinusoid_encoding<T>(max_len, C);
+Tensor<T> abs_position_encoding(const Tensor<T>& table, int64_t Tn, bool training) {
+  const int64_t max_len = table.size(0), C = table.size(1);
   FLOWLESS_CHECK(!training || Tn <= max_len, "ConvTransformerBackbone: sequence of ", Tn, " exceeds max_seq_len ",
                  max_len, " in training");
+  Tensor<T> out(Shape{Tn, C});
   if (!training && Tn >= max_len) {
     std::vector<T> r = resample_linear(table.data(), max_len, C, Tn);
-    Tensor<T> out(Shape{Tn, C});
     std::copy(r.begin(), r.end(), out.data());
-    return out;
+  } else {
+    std::copy(table.data(), table.data() + Tn * C, out.data());
   }
-  Tensor<T> out(Shape{Tn, C});
-  std::copy(table.data(), table.data() + Tn * C, out.data());
   return out;
+}
+
+/// The same with the table built here.
+template <class T>
+Tensor<T> abs_position_encoding(int64_t max_len, int64_t C, int64_t Tn, bool training) {
+  return abs_position_encoding(sinusoid_encoding<T>(max_len, C), Tn, training);
 }
 
 template <class T>
 class ConvTransformerBackbone : public Backbone<T> {
  public:
   ConvTransformerBackbone(const DetectorConfig& c, Rng& rng) : cfg_(c), embedding_(c, rng) {
+    // Built once, as the reference's pos_embd buffer (not a parameter, not saved).
+    if (c.use_abs_pe) pos_table_ = sinusoid_encoding<T>(c.max_seq_len, c.embd_dim);
     for (size_t i = 0; i < embedding_.convs_.size(); ++i) {
       this->register_module("embd." + std::to_string(i), *embedding_.convs_[i]);
       if (c.embd_with_ln) this->register_module("embd_norm." + std::to_string(i), *embedding_.norms_[i]);
@@ -131,7 +138,7 @@ class ConvTransformerBackbone : public Backbone<T> {
   // pe[:T] * mask (abs_position_encoding: re-interpolated at inference when T >= max_len).
   Var<T> position_encoding(int64_t B, int64_t Tn, const std::vector<int>& lengths) const {
     const int64_t C = cfg_.embd_dim;
-    Tensor<T> table = abs_position_encoding<T>(cfg_.max_seq_len, C, Tn, this->is_training());
+    Tensor<T> table = abs_position_encoding(pos_table_, Tn, this->is_training());
     Tensor<T> pe = Tensor<T>::zeros(Shape{B, Tn, C});
     for (int64_t b = 0; b < B; ++b) {
       const int64_t n = std::min<int64_t>(Tn, lengths[b]);
@@ -143,6 +150,7 @@ class ConvTransformerBackbone : public Backbone<T> {
   DetectorConfig cfg_;
   ConvEmbedding<T> embedding_;
   std::vector<std::unique_ptr<TransformerBlock<T>>> stem_, branch_;
+  Tensor<T> pos_table_;  // (max_seq_len, embd_dim) sinusoid table when use_abs_pe
 };
 
 template <class T>
