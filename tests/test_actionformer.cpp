@@ -6,6 +6,7 @@
 
 #include "flowless/io/npy.hpp"
 #include "flowless/models/model_file.hpp"
+#include "reference_parity.hpp"
 
 using namespace flowless;
 using models::Detector;
@@ -15,49 +16,13 @@ const std::string kDir = std::string(FLOWLESS_TEST_DATA) + "/actionformer_small/
 
 DetectorConfig fixture_config() { return parse_detector_config(json::parse_file(kDir + "config.json"), kDir + "config.json"); }
 
-// |a - b| <= tol * max(1, |b|): the fixture's "1e-4 abs or rel".
-double worst_violation(const float* a, const float* b, int64_t n, double tol) {
-  double worst = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    double d = std::abs(double(a[i]) - double(b[i])) / std::max(1.0, std::abs(double(b[i])));
-    worst = std::max(worst, d / tol);
-  }
-  return worst;
-}
-
 void check_video_outputs(Detector<float>& model, const std::string& vid) {
   io::Array feats = io::load_npy(kDir + vid + ".npy");
   auto x = feats.to_float32(vid);
-  const json::Value expected_dets = json::parse_file(kDir + "expected_detections.json").at(vid);
-  models::DetectorOutput<float> raw;
-  VideoMeta meta{vid, expected_dets.at("fps").as_number(), expected_dets.at("duration").as_number(), 4.0, 16.0};
-  auto dets = model.detect(x.data(), feats.shape[0], feats.shape[1], meta, &raw);
-  io::SafeTensors exp = io::load_safetensors(kDir + vid + ".expected.safetensors");
-  for (size_t l = 0; l < raw.cls_logits.size(); ++l) {
-    const int64_t len = raw.lengths[l][0];
-    auto check = [&](const char* name, const Var<float>& v, int64_t C) {
-      const io::Array& e = exp.tensors.at(std::string(name) + "." + std::to_string(l));
-      REQUIRE(e.shape[0] == len);
-      REQUIRE(e.shape[1] == C);
-      auto ev = e.to_float32(name);
-      double worst = worst_violation(v.value().data(), ev.data(), len * C, 1e-4);
-      CAPTURE(vid); CAPTURE(name); CAPTURE(l);
-      CHECK(worst <= 1.0);
-    };
-    check("cls_logits", raw.cls_logits[l], model.config().num_classes);
-    check("offsets", raw.offsets[l], 2);
-    check("fpn_feats", raw.feats[l], model.config().fpn_dim);
-  }
-  // Detections: same count and order, labels, boundaries within 1e-3 s, scores within 1e-4.
-  const auto& ed = expected_dets.at("detections").as_array();
-  REQUIRE(dets.size() == ed.size());
-  for (size_t i = 0; i < dets.size(); ++i) {
-    CAPTURE(vid); CAPTURE(i);
-    CHECK(dets[i].label == ed[i].at("label_id").as_int());
-    CHECK(std::abs(dets[i].start - ed[i].at("segment")[0].as_number()) <= 1e-3);
-    CHECK(std::abs(dets[i].end - ed[i].at("segment")[1].as_number()) <= 1e-3);
-    CHECK(std::abs(dets[i].score - ed[i].at("score").as_number()) <= 1e-4);
-  }
+  const json::Value expected = json::parse_file(kDir + "expected_detections.json").at(vid);
+  VideoMeta meta{vid, expected.at("fps").as_number(), expected.at("duration").as_number(), 4.0, 16.0};
+  test::check_reference_video(model, x.data(), feats.shape[0], feats.shape[1], meta, expected,
+                              kDir + vid + ".expected.safetensors");
 }
 }  // namespace
 

@@ -15,9 +15,11 @@
 #include "flowless/io/npy.hpp"
 #include "flowless/models/backbones.hpp"
 #include "flowless/models/detector_config.hpp"
+#include "flowless/models/model_file.hpp"
 #include "flowless/ops/resample.hpp"
 #include "flowless/workflow/score_fusion.hpp"
 #include "flowless/workflow/video_input.hpp"
+#include "reference_parity.hpp"
 #include "test_util.hpp"
 
 using namespace flowless;
@@ -231,4 +233,40 @@ TEST_CASE("score fusion: bad score files name the file and the problem") {
   CHECK(ok[0].second[0].label == 1);
   CHECK(ok[0].second[0].score == doctest::Approx(std::sqrt(0.75 * 0.5)));
   CHECK(ok[1].second.empty());
+}
+
+// ---------------------------------------------------------------------------
+// The whole ActivityNet-style network against the reference
+// (tests/data/actionformer_anet_small, written by dev/anet_network_reference.py
+// with the public ActionFormer code and its NMS extension): absolute position
+// encoding, a global-attention top level, one class, class-agnostic Soft-NMS
+// with segment voting, inputs resampled to max_seq_len or, without
+// force_upsampling, padded beyond it with the encoding re-interpolated.
+namespace {
+void check_anet_fixture_video(const std::string& vid) {
+  const std::string dir = anet_data("actionformer_anet_small/");
+  const json::Value expected = json::parse_file(dir + "expected_detections.json").at(vid);
+  const std::string cfg_path = dir + expected.at("config").as_string();
+  const DetectorConfig cfg = parse_detector_config(json::parse_file(cfg_path), cfg_path);
+  auto model = models::load_reference_detector<float>(cfg, dir + "weights.safetensors");
+  int64_t T = 0, C = 0;
+  std::vector<float> x = npy_floats(dir + vid + ".npy", T, C);
+  REQUIRE(T == expected.at("num_feats").as_int());
+  VideoMeta meta{vid, expected.at("fps").as_number(), expected.at("duration").as_number(), cfg.feat_stride,
+                 cfg.num_frames};
+  workflow::prepare_video_input(cfg, x, T, C, meta, dir + vid + ".npy");
+  CAPTURE(vid);
+  CHECK(T == (cfg.force_upsampling ? cfg.max_seq_len : expected.at("num_feats").as_int()));
+  CHECK(meta.feat_stride == doctest::Approx(expected.at("feat_stride").as_number()).epsilon(1e-12));
+  CHECK(meta.num_frames == doctest::Approx(expected.at("feat_num_frames").as_number()).epsilon(1e-12));
+  test::check_reference_video(*model, x.data(), T, C, meta, expected, dir + vid + ".expected.safetensors");
+}
+}  // namespace
+
+TEST_CASE("anet parity: resampled inputs (force_upsampling) match the reference network and detections") {
+  for (const char* vid : {"vid00", "vid01", "vid02"}) check_anet_fixture_video(vid);
+}
+
+TEST_CASE("anet parity: over-length inputs re-interpolate the position encoding as the reference does") {
+  for (const char* vid : {"vid03", "vid04"}) check_anet_fixture_video(vid);
 }
