@@ -85,7 +85,8 @@ model.eval()
 # classifier's prior bias (-4.6) is kept near its value so scores stay spread.
 with torch.no_grad():
     for name, p in model.named_parameters():
-        if p.dim() <= 1:
+        # biases, norms' weights and biases ((1, C, 1) in the reference), scales
+        if p.dim() <= 1 or p.numel() == p.shape[1] or name.endswith('bias'):
             p.add_(0.1 * torch.randn_like(p))
         else:
             p.mul_(1.0 + 0.05 * torch.randn_like(p))
