@@ -168,6 +168,10 @@ run_fails("apply to --dcd and --kd-plain only" ${CLI} train --data ${D} --modali
 file(WRITE ${W}/anet_train.json "{\"dataset\": {\"force_upsampling\": true}}")
 run_fails("supported at inference only" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet
           --config ${W}/anet_train.json --out ${W}/bad.safetensors)
+# TemporalMaxer's SimOTA assigner (model.assigner) is not implemented: refused, not replaced silently.
+file(WRITE ${W}/tm_train.json "{\"model_name\": \"TemporalMaxerArchitecture\", \"model\": {\"backbone_type\": \"convPooler\", \"backbone_arch\": [2, 5], \"assigner\": {\"iou_weight\": 2}}}")
+run_fails("SimOTA label assignment" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet
+          --config ${W}/tm_train.json --out ${W}/bad.safetensors)
 if(EXISTS ${W}/bad.safetensors)
   message(FATAL_ERROR "a refused train wrote its --out file")
 endif()

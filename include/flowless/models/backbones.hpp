@@ -9,6 +9,8 @@
 //   output + each branch output.
 // ConvPoolerBackbone (TemporalMaxer-style, reference "convPooler"): the same
 //   embedding, then arch[2] parameter-free masked max-poolings (k3, s2, p1).
+//   TemporalMaxer's own configs (mask_embedding false) leave the embedding's
+//   padded steps unmasked, so level 0 and the first pooling see them.
 // Parameter names match the reference ("embd.0.conv.weight", "stem.1.ln1.weight", ...).
 #pragma once
 
@@ -163,7 +165,9 @@ class ConvPoolerBackbone : public Backbone<T> {
     }
   }
   Pyramid<T> forward(const Var<T>& x_in, const std::vector<int>& lengths, Rng&) override {
-    Var<T> x = mask_time(embedding_.forward(x_in, lengths), lengths);
+    // TemporalMaxer keeps the embedding's padded steps (mask_embedding false).
+    Var<T> x = embedding_.forward(x_in, lengths);
+    if (cfg_.mask_embedding) x = mask_time(x, lengths);
     std::vector<int> len = lengths;
     Pyramid<T> out;
     out.first.push_back(x);

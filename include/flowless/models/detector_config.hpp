@@ -6,9 +6,14 @@
 // reference's defaults):
 //   {"model": {...}, "dataset": {...}, "train_cfg": {...}, "test_cfg": {...},
 //    "flowless": {"arch": "actionformer"|"temporalmaxer", "modality": "...",
-//                 "channels": [lo, hi], "inference_padding": "divisible"|"max_seq_len"}}
+//                 "channels": [lo, hi], "inference_padding": "divisible"|"max_seq_len",
+//                 "mask_embedding": bool, "label_assigner": "center"|"simota"}}
 // "model.backbone_type" "convTransformer" selects the ActionFormer pyramid,
 // "convPooler" the TemporalMaxer pyramid; "flowless.arch" overrides it.
+// TemporalMaxer's own configs ("model_name": "TemporalMaxerArchitecture", or
+// convPooler with a two-entry backbone_arch [#convs, #poolings]) also get its
+// GroupNorm neck, its unmasked embedding, padding to max_seq_len at inference
+// and, with "model.assigner", label_assigner "simota" (training refuses it).
 #pragma once
 
 #include <array>
@@ -37,6 +42,21 @@ struct DetectorConfig {
   bool embd_with_ln = true, fpn_with_ln = true, head_with_ln = true;
   bool use_abs_pe = false, use_rel_pe = false;
   std::string fpn_type = "identity";         // "identity" | "fpn"
+  // The identity neck's per-level norm: "layernorm" (ActionFormer's FPNIdentity,
+  // parameters fpn_norms.l) or "groupnorm" (TemporalMaxer's FPNIdentity:
+  // GroupNorm(fpn_num_groups, C, affine=False) over the whole buffer, padded
+  // steps included; ops/group_norm.hpp).
+  std::string fpn_norm = "layernorm";
+  int fpn_num_groups = 4;
+  // temporalmaxer: false leaves the embedding's padded steps as they are
+  // (ReLU of the LayerNorm of zeros), as TemporalMaxer's convPooler does, so
+  // level 0 and the first pooling windows see them; flowless's own family
+  // (true) zeroes them.
+  bool mask_embedding = true;
+  // Label assignment the config was trained with: "center" (ActionFormer's
+  // center sampling, the one flowless trains with) or "simota" (TemporalMaxer's
+  // model.assigner; inference only here).
+  std::string label_assigner = "center";
   int fpn_start_level = 0;
   std::vector<std::array<float, 2>> regression_range{{0, 4}, {4, 8}, {8, 16}, {16, 32}, {32, 64}, {64, 10000}};
   int max_seq_len = 2304;
@@ -153,6 +173,16 @@ struct DetectorConfig {
                    " vs ", embd_dim, ")");
     FLOWLESS_CHECK(head_num_layers > 1 || head_dim == fpn_dim, ctx, ": with head_num_layers 1 head_dim must equal fpn_dim (",
                    head_dim, " vs ", fpn_dim, ")");
+    FLOWLESS_CHECK(fpn_norm == "layernorm" || fpn_norm == "groupnorm", ctx, ": unknown model.fpn_norm '", fpn_norm,
+                   "' (layernorm, groupnorm)");
+    if (fpn_norm == "groupnorm")
+      FLOWLESS_CHECK(fpn_type == "identity" && fpn_num_groups >= 1 && fpn_dim % fpn_num_groups == 0, ctx,
+                     ": fpn_norm groupnorm needs fpn_type identity and fpn_dim (", fpn_dim,
+                     ") divisible by num_group (", fpn_num_groups, ")");
+    FLOWLESS_CHECK(mask_embedding || arch == "temporalmaxer", ctx,
+                   ": flowless.mask_embedding false applies to the temporalmaxer family only");
+    FLOWLESS_CHECK(label_assigner == "center" || label_assigner == "simota", ctx, ": unknown label_assigner '",
+                   label_assigner, "' (center, simota)");
     FLOWLESS_CHECK(fpn_type != "identity" || fpn_dim == embd_dim, ctx, ": fpn_type identity needs fpn_dim == embd_dim (",
                    fpn_dim, " vs ", embd_dim, ")");
     for (int l = 0; l < num_levels() && l < int(regression_range.size()); ++l)
@@ -225,6 +255,20 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
                    "' is not supported (convTransformer, convPooler)");
     c.arch = bt == "convPooler" ? "temporalmaxer" : "actionformer";
     c.arch = fl.string_or("arch", c.arch);
+    // TemporalMaxer's own configs (model_name TemporalMaxerArchitecture, a
+    // two-entry backbone_arch [#embedding convs, #poolings]): its neck, its
+    // unmasked embedding, its SimOTA assigner, and the reference's padding to
+    // max_seq_len at inference (the group norm sees the padded steps).
+    const bool tm_reference =
+        bt == "convPooler" && (root.string_or("model_name", "") == "TemporalMaxerArchitecture" ||
+                               (m.contains("backbone_arch") && m.at("backbone_arch").is_array() &&
+                                m.at("backbone_arch").as_array().size() == 2));
+    if (tm_reference) {
+      c.fpn_norm = "groupnorm";
+      c.mask_embedding = false;
+      c.inference_padding = "max_seq_len";
+    }
+    if (m.contains("assigner")) c.label_assigner = "simota";
     c.input_dim = detail::checked_int(ctx, "input_dim", m.int_or("input_dim", d.int_or("input_dim", c.input_dim)));
     c.num_classes = detail::checked_int(ctx, "num_classes", m.int_or("num_classes", d.int_or("num_classes", c.num_classes)));
     c.embd_dim = detail::checked_int(ctx, "embd_dim", m.int_or("embd_dim", c.embd_dim));
@@ -232,6 +276,7 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     c.head_dim = detail::checked_int(ctx, "head_dim", m.int_or("head_dim", c.head_dim));
     c.n_head = detail::checked_int(ctx, "n_head", m.int_or("n_head", c.n_head));
     if (m.contains("backbone_arch")) c.backbone_arch = detail::json_int_list(m.at("backbone_arch"), ctx);
+    if (tm_reference && c.backbone_arch.size() == 2) c.backbone_arch = {c.backbone_arch[0], 0, c.backbone_arch[1]};
     FLOWLESS_CHECK(c.backbone_arch.size() == 3, "model.backbone_arch must have 3 entries");
     c.scale_factor = detail::checked_int(ctx, "scale_factor", m.int_or("scale_factor", c.scale_factor));
     c.embd_kernel_size = detail::checked_int(ctx, "embd_kernel_size", m.int_or("embd_kernel_size", c.embd_kernel_size));
@@ -244,6 +289,10 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     c.use_rel_pe = m.bool_or("use_rel_pe", c.use_rel_pe);
     FLOWLESS_CHECK(!c.use_rel_pe, "model.use_rel_pe is not supported");
     c.fpn_type = m.string_or("fpn_type", c.fpn_type);
+    c.fpn_norm = m.string_or("fpn_norm", c.fpn_norm);
+    c.fpn_num_groups = detail::checked_int(ctx, "num_group", m.int_or("num_group", c.fpn_num_groups));
+    c.mask_embedding = fl.bool_or("mask_embedding", c.mask_embedding);
+    c.label_assigner = fl.string_or("label_assigner", c.label_assigner);
     c.fpn_start_level = detail::checked_int(ctx, "fpn_start_level", m.int_or("fpn_start_level", c.fpn_start_level));
     c.max_seq_len = detail::checked_int(ctx, "max_seq_len", m.int_or("max_seq_len", d.int_or("max_seq_len", c.max_seq_len)));
     c.max_buffer_len_factor = m.number_or("max_buffer_len_factor", c.max_buffer_len_factor);
@@ -332,6 +381,10 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   m["use_rel_pe"] = Value(c.use_rel_pe);
   m["fpn_type"] = Value(c.fpn_type);
   m["fpn_start_level"] = Value(c.fpn_start_level);
+  if (c.fpn_norm != "layernorm") {
+    m["fpn_norm"] = Value(c.fpn_norm);
+    m["num_group"] = Value(c.fpn_num_groups);
+  }
   Value rr = Value::array();
   for (auto& r : c.regression_range) {
     Value p = Value::array();
@@ -378,6 +431,8 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   Value& fl = root["flowless"];
   fl["arch"] = Value(c.arch);
   fl["inference_padding"] = Value(c.inference_padding);
+  if (!c.mask_embedding) fl["mask_embedding"] = Value(false);
+  if (c.label_assigner != "center") fl["label_assigner"] = Value(c.label_assigner);
   fl["modality"] = Value(c.modality);
   if (c.channels[1] > 0) {
     Value ch = Value::array();

@@ -1,7 +1,9 @@
 // flowless/models/necks.hpp - per-level feature necks.
 //
 // Neck<T>::forward(feats[l]: (B, T_l, D_in), lengths[l]) -> feats[l]: (B, T_l, D_fpn)
-// IdentityNeck (reference FPNIdentity): LayerNorm per level ("fpn_norms.l"), no mask.
+// IdentityNeck (reference FPNIdentity): LayerNorm per level ("fpn_norms.l"), no mask;
+//   with fpn_norm "groupnorm" TemporalMaxer's FPNIdentity instead: a parameter-free
+//   GroupNorm per level over the whole buffer, padded steps included.
 // FpnNeck (reference FPN1D): lateral 1x1 masked conv, top-down nearest x2
 //   upsampling and sum, depthwise k3 masked conv, LayerNorm per level.
 #pragma once
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "flowless/models/backbones.hpp"
+#include "flowless/ops/group_norm.hpp"
 #include "flowless/ops/upsample.hpp"
 
 namespace flowless::models {
@@ -25,6 +28,7 @@ class IdentityNeck : public Neck<T> {
  public:
   IdentityNeck(const DetectorConfig& c) : cfg_(c) {
     FLOWLESS_CHECK(c.fpn_dim == c.embd_dim, "identity neck needs fpn_dim == embd_dim (", c.fpn_dim, " vs ", c.embd_dim, ")");
+    if (c.fpn_norm == "groupnorm") return;
     for (int l = 0; l < c.num_levels(); ++l) {
       norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.fpn_dim));
       if (c.fpn_with_ln) this->register_module("fpn_norms." + std::to_string(l), *norms_.back());
@@ -34,7 +38,10 @@ class IdentityNeck : public Neck<T> {
     std::vector<Var<T>> out;
     for (int l = 0; l < cfg_.num_levels(); ++l) {
       const Var<T>& x = feats[l + cfg_.fpn_start_level];
-      out.push_back(cfg_.fpn_with_ln ? norms_[l]->forward(x) : x);
+      if (cfg_.fpn_norm == "groupnorm")
+        out.push_back(group_norm_time(x, cfg_.fpn_num_groups));
+      else
+        out.push_back(cfg_.fpn_with_ln ? norms_[l]->forward(x) : x);
     }
     return out;
   }

@@ -372,6 +372,9 @@ inline TrainResult train_model(const TrainRequest& r) {
   FLOWLESS_CHECK(!cfg.force_upsampling && cfg.feat_stride > 0, r.config_path,
                  ": dataset.force_upsampling and fixed-length features (feat_stride <= 0; ActivityNet's "
                  "resampling to max_seq_len) are supported at inference only (flowless detect), not in training");
+  FLOWLESS_CHECK(cfg.label_assigner == "center", r.config_path,
+                 ": model.assigner asks for TemporalMaxer's SimOTA label assignment, which flowless does not "
+                 "implement (it trains with center sampling); remove model.assigner to train with center sampling");
   cfg.input_dim = channels[1] - channels[0];
   cfg.channels = channels;
   cfg.modality = distill ? (r.mode == "dcd" ? "rgb (dcd student)" : "rgb (kd-plain)") : r.modality;

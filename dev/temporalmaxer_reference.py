@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Dev-only golden data: a small TemporalMaxer, run by the public reference
+code (github.com/TuanTNG/TemporalMaxer), written into
+tests/data/temporalmaxer_small/.
+
+TemporalMaxer is ActionFormer with the transformer replaced by max-pooling
+(backbone_type convPooler, backbone_arch [#embedding convs, #poolings]), an
+identity neck that is a parameter-free GroupNorm(4, C) over the whole padded
+buffer, and SimOTA label assignment for training. This script imports the
+reference's own modules (it contains none of their code) and needs a checkout
+whose libs/ imports under /usr/bin/python3 (Debian's torch 1.13), with the
+NMS extension (libs/utils/csrc/nms_cpu.cpp) built as module nms_1d_cpu on the
+same PYTHONPATH:
+
+  TEMPORALMAXER_ROOT=/path/to/TemporalMaxer \\
+      /usr/bin/python3 dev/temporalmaxer_reference.py [OUT_DIR]
+
+Writes (OUT_DIR, default tests/data/temporalmaxer_small): config.json (the
+reference's load_config output: model_name, model, dataset, train_cfg,
+test_cfg), weights.safetensors (state_dict, reference names), vidNN.npy
+(T, 32) inputs, vidNN.expected.safetensors (per level l: cls_logits.l,
+offsets.l, fpn_feats.l on the valid positions) and expected_detections.json
+(per video: num_feats, fps, duration, padded_len, detections).
+"""
+import json
+import os
+import struct
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+root = os.environ.get('TEMPORALMAXER_ROOT')
+if not root:
+    sys.exit('set TEMPORALMAXER_ROOT to a checkout of TemporalMaxer')
+sys.path.insert(0, root)
+import nms_1d_cpu  # noqa: E402,F401  (fails early when the extension is missing)
+from libs.core import load_config  # noqa: E402
+from libs.modeling import make_meta_arch  # noqa: E402
+
+here = os.path.dirname(os.path.abspath(__file__))
+out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, '..', 'tests', 'data', 'temporalmaxer_small')
+os.makedirs(out, exist_ok=True)
+torch.manual_seed(5)
+rng = np.random.default_rng(5)
+C_IN, MAX_LEN, FPS, STRIDE, NFRAMES = 32, 768, 30.0, 4, 16
+
+# configs/temporalmaxer_thumos_i3d.yaml at a small size (JSON is YAML).
+user = {
+    'model_name': 'TemporalMaxerArchitecture',
+    'dataset': {'num_classes': 5, 'input_dim': C_IN, 'feat_stride': STRIDE, 'num_frames': NFRAMES,
+                'trunc_thresh': 0.5, 'crop_ratio': [0.9, 1.0], 'max_seq_len': MAX_LEN},
+    'model': {'backbone_type': 'convPooler', 'backbone_arch': [2, 5], 'fpn_type': 'identity',
+              'max_buffer_len_factor': 6.0, 'embd_dim': 64, 'fpn_dim': 64, 'head_dim': 64,
+              'assigner': {'iou_weight': 2, 'cls_weight': 1.0, 'center_radius': 1.5, 'keep_percent': 1.0,
+                           'confuse_weight': 0.0}},
+    'train_cfg': {'init_loss_norm': 100, 'clip_grad_l2norm': 1.0, 'cls_prior_prob': 0.01, 'center_sample': 'none'},
+    'test_cfg': {'voting_thresh': 0.7, 'pre_nms_topk': 2000, 'max_seg_num': 200, 'min_score': 0.001,
+                 'multiclass_nms': True},
+}
+with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as f:
+    json.dump(user, f)
+cfg = load_config(f.name)
+os.unlink(f.name)
+model = make_meta_arch(cfg['model_name'], **cfg['model'])
+model.eval()
+# Perturb every parameter away from its initial value (zero biases, unit
+# norms), as the ActionFormer fixtures do, so each part affects the output.
+with torch.no_grad():
+    for name, p in model.named_parameters():
+        # biases, norms' weights and biases ((1, C, 1) in the reference), scales
+        if p.dim() <= 1 or p.numel() == p.shape[1] or name.endswith('bias'):
+            p.add_(0.1 * torch.randn_like(p))
+        else:
+            p.mul_(1.0 + 0.05 * torch.randn_like(p))
+
+
+def write_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name], dtype=np.float32)
+        b = a.tobytes()
+        header[name] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    with open(path, 'wb') as fh:
+        fh.write(struct.pack('<Q', len(h)))
+        fh.write(h)
+        for b in blobs:
+            fh.write(b)
+
+
+def plain(v):
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+saved = {'model_name': cfg['model_name'],
+         'model': {k: plain(v) for k, v in cfg['model'].items() if k not in ('train_cfg', 'test_cfg')},
+         'dataset': plain(cfg['dataset']), 'train_cfg': plain(cfg['train_cfg']), 'test_cfg': plain(cfg['test_cfg'])}
+with open(os.path.join(out, 'config.json'), 'w') as fh:
+    json.dump(saved, fh, indent=1)
+write_safetensors(os.path.join(out, 'weights.safetensors'), {k: v.numpy() for k, v in model.state_dict().items()})
+
+
+def features(T):
+    t = np.arange(T)[:, None]
+    x = 0.3 * rng.standard_normal((T, C_IN))
+    for _ in range(6):
+        c, w = rng.uniform(0, T), rng.uniform(T / 30, T / 6)
+        x += rng.standard_normal(C_IN)[None, :] * np.exp(-0.5 * ((t - c) / w) ** 2)
+    return x.astype(np.float32)
+
+
+expected = {}
+for vid, T in (('vid00', 300), ('vid01', 768), ('vid02', 1000)):
+    x = features(T)
+    np.save(os.path.join(out, vid + '.npy'), x)
+    duration = (T * STRIDE + NFRAMES) / FPS
+    captured = {}
+    orig = model.inference
+
+    def capture(video_list, points, fpn_masks, out_cls_logits, out_offsets):
+        captured.update(masks=fpn_masks, cls=out_cls_logits, off=out_offsets)
+        return orig(video_list, points, fpn_masks, out_cls_logits, out_offsets)
+
+    hook = model.neck.register_forward_hook(lambda mod, inp, o: captured.__setitem__('fpn', o[0]))
+    model.inference = capture
+    with torch.no_grad():
+        res = model([{'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
+                      'labels': None, 'fps': FPS, 'duration': duration, 'feat_stride': STRIDE,
+                      'feat_num_frames': NFRAMES}])[0]
+    model.inference = orig
+    hook.remove()
+    tensors = {}
+    for l, mask in enumerate(captured['masks']):
+        valid = mask[0].numpy().astype(bool)
+        tensors[f'cls_logits.{l}'] = captured['cls'][l][0].numpy()[valid]
+        tensors[f'offsets.{l}'] = captured['off'][l][0].numpy()[valid]
+        tensors[f'fpn_feats.{l}'] = captured['fpn'][l][0].numpy().T[valid]
+    write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
+    dets = [{'segment': [float(s[0]), float(s[1])], 'label_id': int(lab), 'score': float(sc)}
+            for s, sc, lab in zip(res['segments'].numpy(), res['scores'].numpy(), res['labels'].numpy())]
+    expected[vid] = {'num_feats': T, 'fps': FPS, 'duration': duration,
+                     'padded_len': int(captured['masks'][0].shape[-1]), 'detections': dets}
+    print(vid, 'T', T, 'padded', expected[vid]['padded_len'], 'levels',
+          [int(m_.sum()) for m_ in captured['masks']], 'dets', len(dets), 'top', dets[0] if dets else None)
+with open(os.path.join(out, 'expected_detections.json'), 'w') as fh:
+    json.dump(expected, fh, indent=1)
