@@ -37,7 +37,7 @@ Var<T> group_norm_time(const Var<T>& x, int groups, T eps = T(1e-5)) {
   Tensor<T> Y(s);
   const T* px = x.value().data();
   T* py = Y.data();
-  std::vector<T> stats(static_cast<size_t>(2 * B * G));  // mean, 1/sqrt(var + eps)
+  std::vector<double> stats(static_cast<size_t>(2 * B * G));  // mean, 1/sqrt(var + eps)
   parallel_for(B * G, 1, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t b = j / G, c0 = (j % G) * Cg;
@@ -56,8 +56,8 @@ Var<T> group_norm_time(const Var<T>& x, int groups, T eps = T(1e-5)) {
       T* yb = py + b * L * C + c0;
       for (int64_t t = 0; t < L; ++t)
         for (int64_t c = 0; c < Cg; ++c) yb[t * C + c] = T((double(xb[t * C + c]) - mu) * rstd);
-      stats[2 * j] = T(mu);
-      stats[2 * j + 1] = T(rstd);
+      stats[2 * j] = mu;
+      stats[2 * j + 1] = rstd;
     }
   });
 
@@ -72,7 +72,7 @@ Var<T> group_norm_time(const Var<T>& x, int groups, T eps = T(1e-5)) {
     parallel_for(B * G, 1, [&](int64_t j0, int64_t j1) {
       for (int64_t j = j0; j < j1; ++j) {
         const int64_t off = (j / G) * L * C + (j % G) * Cg;
-        const double mu = double(stats[2 * j]), rstd = double(stats[2 * j + 1]);
+        const double mu = stats[2 * j], rstd = stats[2 * j + 1];
         double m1 = 0, m2 = 0;
         for (int64_t t = 0; t < L; ++t)
           for (int64_t c = 0; c < Cg; ++c) {
