@@ -37,7 +37,6 @@ What it writes (OUT_DIR, default tests/data/actionformer_anet_small):
 import copy
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -50,6 +49,9 @@ if not root:
 sys.path.insert(0, root)
 import nms_1d_cpu  # noqa: E402,F401  (fails early when the extension is missing)
 from libs.modeling import make_meta_arch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_fixtures import perturb_parameters, run_and_capture, write_safetensors  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, '..', 'tests', 'data', 'actionformer_anet_small')
@@ -80,35 +82,7 @@ m = dict(cfg['model'])
 model = make_meta_arch('LocPointTransformer', train_cfg=cfg['train_cfg'], test_cfg=cfg['test_cfg'], **m)
 model.eval()
 
-# Perturb every parameter away from its initial value (zero biases, unit
-# norms, unit scales), as the THUMOS fixture does, so each part matters. The
-# classifier's prior bias (-4.6) is kept near its value so scores stay spread.
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        # biases, norms' weights and biases ((1, C, 1) in the reference), scales
-        if p.dim() <= 1 or p.numel() == p.shape[1] or name.endswith('bias'):
-            p.add_(0.1 * torch.randn_like(p))
-        else:
-            p.mul_(1.0 + 0.05 * torch.randn_like(p))
-
-# ---------------------------------------------------------------- writers
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype=np.float32)
-        b = a.tobytes()
-        header[name] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * ((8 - len(h) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
+perturb_parameters(model)
 write_safetensors(os.path.join(out, 'weights.safetensors'),
                   {k: v.numpy() for k, v in model.state_dict().items()})
 with open(os.path.join(out, 'config.json'), 'w') as f:
@@ -159,36 +133,15 @@ for vid, T, cname, fps in videos:
     if feats.shape[-1] != dcfg['max_seq_len'] and dcfg['force_upsampling']:
         feats = F.interpolate(feats.unsqueeze(0), size=dcfg['max_seq_len'], mode='linear',
                               align_corners=False).squeeze(0)
-    captured = {}
-    orig_inference = model.inference
-
-    def capture(video_list, points, fpn_masks, out_cls_logits, out_offsets):
-        captured['masks'] = fpn_masks
-        captured['cls'] = out_cls_logits
-        captured['off'] = out_offsets
-        return orig_inference(video_list, points, fpn_masks, out_cls_logits, out_offsets)
-
-    hook = model.neck.register_forward_hook(lambda mod, inp, outp: captured.__setitem__('fpn', outp[0]))
-    model.inference = capture
-    with torch.no_grad():
-        res = model([{'video_id': vid, 'feats': feats, 'segments': None, 'labels': None, 'fps': fps,
-                      'duration': duration, 'feat_stride': feat_stride, 'feat_num_frames': num_frames}])[0]
-    model.inference = orig_inference
-    hook.remove()
-    tensors = {}
-    for l, mask in enumerate(captured['masks']):
-        valid = mask[0].numpy().astype(bool)
-        tensors[f'cls_logits.{l}'] = captured['cls'][l][0].numpy()[valid]
-        tensors[f'offsets.{l}'] = captured['off'][l][0].numpy()[valid]
-        tensors[f'fpn_feats.{l}'] = captured['fpn'][l][0].numpy().transpose()[valid]
+    tensors, dets, padded_len, level_lens = run_and_capture(
+        model, {'video_id': vid, 'feats': feats, 'segments': None, 'labels': None, 'fps': fps,
+                'duration': duration, 'feat_stride': feat_stride, 'feat_num_frames': num_frames})
     write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
-    dets = [{'segment': [float(s[0]), float(s[1])], 'label_id': int(lab), 'score': float(sc)}
-            for s, sc, lab in zip(res['segments'].numpy(), res['scores'].numpy(), res['labels'].numpy())]
     expected[vid] = {'config': cname, 'num_feats': T, 'fps': fps, 'duration': duration,
                      'feat_stride': feat_stride, 'feat_num_frames': num_frames,
-                     'padded_len': int(captured['masks'][0].shape[-1]), 'detections': dets}
+                     'padded_len': padded_len, 'detections': dets}
     print(vid, 'T', T, '->', int(feats.shape[-1]), 'padded', expected[vid]['padded_len'],
-          'levels', [int(m_.sum()) for m_ in captured['masks']], 'dets', len(dets),
+          'levels', level_lens, 'dets', len(dets),
           'top', dets[0] if dets else None)
 with open(os.path.join(out, 'expected_detections.json'), 'w') as f:
     json.dump(expected, f, indent=1)

@@ -24,7 +24,6 @@ offsets.l, fpn_feats.l on the valid positions) and expected_detections.json
 """
 import json
 import os
-import struct
 import sys
 import tempfile
 
@@ -38,6 +37,9 @@ sys.path.insert(0, root)
 import nms_1d_cpu  # noqa: E402,F401  (fails early when the extension is missing)
 from libs.core import load_config  # noqa: E402
 from libs.modeling import make_meta_arch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_fixtures import perturb_parameters, run_and_capture, write_safetensors  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, '..', 'tests', 'data', 'temporalmaxer_small')
@@ -65,32 +67,7 @@ cfg = load_config(f.name)
 os.unlink(f.name)
 model = make_meta_arch(cfg['model_name'], **cfg['model'])
 model.eval()
-# Perturb every parameter away from its initial value (zero biases, unit
-# norms), as the ActionFormer fixtures do, so each part affects the output.
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        # biases, norms' weights and biases ((1, C, 1) in the reference), scales
-        if p.dim() <= 1 or p.numel() == p.shape[1] or name.endswith('bias'):
-            p.add_(0.1 * torch.randn_like(p))
-        else:
-            p.mul_(1.0 + 0.05 * torch.randn_like(p))
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype=np.float32)
-        b = a.tobytes()
-        header[name] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * ((8 - len(h) % 8) % 8)
-    with open(path, 'wb') as fh:
-        fh.write(struct.pack('<Q', len(h)))
-        fh.write(h)
-        for b in blobs:
-            fh.write(b)
+perturb_parameters(model)
 
 
 def plain(v):
@@ -123,33 +100,14 @@ for vid, T in (('vid00', 300), ('vid01', 768), ('vid02', 1000)):
     x = features(T)
     np.save(os.path.join(out, vid + '.npy'), x)
     duration = (T * STRIDE + NFRAMES) / FPS
-    captured = {}
-    orig = model.inference
-
-    def capture(video_list, points, fpn_masks, out_cls_logits, out_offsets):
-        captured.update(masks=fpn_masks, cls=out_cls_logits, off=out_offsets)
-        return orig(video_list, points, fpn_masks, out_cls_logits, out_offsets)
-
-    hook = model.neck.register_forward_hook(lambda mod, inp, o: captured.__setitem__('fpn', o[0]))
-    model.inference = capture
-    with torch.no_grad():
-        res = model([{'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
-                      'labels': None, 'fps': FPS, 'duration': duration, 'feat_stride': STRIDE,
-                      'feat_num_frames': NFRAMES}])[0]
-    model.inference = orig
-    hook.remove()
-    tensors = {}
-    for l, mask in enumerate(captured['masks']):
-        valid = mask[0].numpy().astype(bool)
-        tensors[f'cls_logits.{l}'] = captured['cls'][l][0].numpy()[valid]
-        tensors[f'offsets.{l}'] = captured['off'][l][0].numpy()[valid]
-        tensors[f'fpn_feats.{l}'] = captured['fpn'][l][0].numpy().T[valid]
+    tensors, dets, padded_len, level_lens = run_and_capture(
+        model, {'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
+                'labels': None, 'fps': FPS, 'duration': duration, 'feat_stride': STRIDE,
+                'feat_num_frames': NFRAMES})
     write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
-    dets = [{'segment': [float(s[0]), float(s[1])], 'label_id': int(lab), 'score': float(sc)}
-            for s, sc, lab in zip(res['segments'].numpy(), res['scores'].numpy(), res['labels'].numpy())]
     expected[vid] = {'num_feats': T, 'fps': FPS, 'duration': duration,
-                     'padded_len': int(captured['masks'][0].shape[-1]), 'detections': dets}
+                     'padded_len': padded_len, 'detections': dets}
     print(vid, 'T', T, 'padded', expected[vid]['padded_len'], 'levels',
-          [int(m_.sum()) for m_ in captured['masks']], 'dets', len(dets), 'top', dets[0] if dets else None)
+          level_lens, 'dets', len(dets), 'top', dets[0] if dets else None)
 with open(os.path.join(out, 'expected_detections.json'), 'w') as fh:
     json.dump(expected, fh, indent=1)

@@ -1,0 +1,72 @@
+"""Dev-only helpers of the scripts that write reference fixtures by running
+the public ActionFormer / TemporalMaxer code (dev/anet_network_reference.py,
+dev/temporalmaxer_reference.py). Run with /usr/bin/python3 (Debian's torch).
+"""
+import json
+import struct
+
+import numpy as np
+import torch
+
+
+def write_safetensors(path, tensors):
+    """name -> array, written as float32 safetensors (names sorted)."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name], dtype=np.float32)
+        b = a.tobytes()
+        header[name] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def perturb_parameters(model):
+    """Moves every parameter away from its initial value, as the THUMOS
+    fixture's author did, so each part of the network affects the output:
+    biases, the norms' weights and biases ((1, C, 1) in the reference) and
+    scales get + 0.1 N(0, 1), weights x (1 + 0.05 N(0, 1)). The classifier's
+    prior bias (-4.6) stays near its value, so scores stay spread."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() <= 1 or p.numel() == p.shape[1] or name.endswith('bias'):
+                p.add_(0.1 * torch.randn_like(p))
+            else:
+                p.mul_(1.0 + 0.05 * torch.randn_like(p))
+
+
+def run_and_capture(model, video):
+    """Runs the reference model (eval mode) on one video dict and returns
+    (per-level tensors on the valid positions, detections as JSON, padded length,
+    valid length per level): cls_logits.l (T_l, classes), offsets.l (T_l, 2),
+    fpn_feats.l (T_l, C)."""
+    captured = {}
+    orig = model.inference
+
+    def capture(video_list, points, fpn_masks, out_cls_logits, out_offsets):
+        captured.update(masks=fpn_masks, cls=out_cls_logits, off=out_offsets)
+        return orig(video_list, points, fpn_masks, out_cls_logits, out_offsets)
+
+    hook = model.neck.register_forward_hook(lambda mod, inp, o: captured.__setitem__('fpn', o[0]))
+    model.inference = capture
+    try:
+        with torch.no_grad():
+            res = model([video])[0]
+    finally:
+        model.inference = orig
+        hook.remove()
+    tensors = {}
+    for l, mask in enumerate(captured['masks']):
+        valid = mask[0].numpy().astype(bool)
+        tensors[f'cls_logits.{l}'] = captured['cls'][l][0].numpy()[valid]
+        tensors[f'offsets.{l}'] = captured['off'][l][0].numpy()[valid]
+        tensors[f'fpn_feats.{l}'] = captured['fpn'][l][0].numpy().T[valid]
+    dets = [{'segment': [float(s[0]), float(s[1])], 'label_id': int(lab), 'score': float(sc)}
+            for s, sc, lab in zip(res['segments'].numpy(), res['scores'].numpy(), res['labels'].numpy())]
+    return tensors, dets, int(captured['masks'][0].shape[-1]), [int(m.sum()) for m in captured['masks']]
