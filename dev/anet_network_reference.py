@@ -33,6 +33,10 @@ What it writes (OUT_DIR, default tests/data/actionformer_anet_small):
   expected_detections.json  per video: config, num_feats, fps, duration,
                          feat_stride and feat_num_frames handed to the model
                          (anet.py's grid), and the reference's detections
+  train0.npy, train1.npy, train_gt.json, train_losses.json,
+  train_grads.safetensors  a training batch (grid-unit ground truth), the
+                         reference's losses and loss normaliser, and the
+                         gradient of final_loss for every parameter
 """
 import copy
 import json
@@ -145,3 +149,41 @@ for vid, T, cname, fps in videos:
           'top', dets[0] if dets else None)
 with open(os.path.join(out, 'expected_detections.json'), 'w') as f:
     json.dump(expected, f, indent=1)
+
+
+# ---------------------------------------------------------------- training
+# A batch of two videos (192 = max_seq_len and 150 steps) with ground truth
+# in grid units, through the reference's training forward: label assignment,
+# focal loss with label smoothing 0.1, DIoU loss weighted 2.0, the loss
+# normaliser's update, and the gradient of final_loss for every parameter.
+# Stochastic depth is switched off (its modules in eval mode; their affine
+# scale still applies), as in the THUMOS fixture.
+model.train()
+for mod in model.modules():
+    if 'Drop' in type(mod).__name__:
+        mod.eval()
+model.zero_grad()
+batch, gts = [], []
+for b, (T, segs) in enumerate(((192, [[10.5, 30.25], [60.0, 61.5], [100.0, 185.0], [10.5, 30.25]]),
+                               (150, [[2.0, 9.0], [40.5, 120.0], [131.0, 149.5]]))):
+    x = smooth_features(T)
+    np.save(os.path.join(out, f'train{b}.npy'), x)
+    seg = torch.tensor(segs, dtype=torch.float32)
+    lab = torch.zeros(len(segs), dtype=torch.int64)
+    batch.append({'video_id': f'train{b}', 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': seg,
+                  'labels': lab, 'fps': 25.0, 'duration': T * 16 / 25.0, 'feat_stride': 16.0,
+                  'feat_num_frames': 16.0})
+    gts.append({'segments': segs, 'labels': [0] * len(segs), 'num_feats': T})
+norm_before = float(model.loss_normalizer)
+losses = model(batch)
+losses['final_loss'].backward()
+with open(os.path.join(out, 'train_gt.json'), 'w') as f:
+    json.dump(gts, f, indent=1)
+with open(os.path.join(out, 'train_losses.json'), 'w') as f:
+    json.dump({'init_loss_norm': norm_before, 'loss_norm_after': float(model.loss_normalizer),
+               'cls_loss': float(losses['cls_loss']), 'reg_loss': float(losses['reg_loss']),
+               'final_loss': float(losses['final_loss'])}, f, indent=1)
+write_safetensors(os.path.join(out, 'train_grads.safetensors'),
+                  {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
+print('train losses', {k: float(v) for k, v in losses.items()}, 'norm', norm_before, '->',
+      float(model.loss_normalizer))

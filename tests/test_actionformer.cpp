@@ -47,67 +47,7 @@ TEST_CASE("actionformer parity: reference padding to max_seq_len gives the same 
 TEST_CASE("actionformer parity: training losses, normaliser and every gradient") {
   DetectorConfig cfg = fixture_config();
   auto model = models::load_reference_detector<float>(cfg, kDir + "weights.safetensors");
-  model->train(false);  // the fixture was computed in eval mode (no stochastic depth)
-  json::Value gt = json::parse_file(kDir + "train_gt.json");
-  const int64_t Tbuf = cfg.max_seq_len, C = cfg.input_dim;
-  Tensor<float> x = Tensor<float>::zeros(Shape{2, Tbuf, C});
-  std::vector<int> lengths;
-  std::vector<models::VideoTargets> targets;
-  for (int b = 0; b < 2; ++b) {
-    io::Array a = io::load_npy(kDir + "train" + std::to_string(b) + ".npy");
-    auto v = a.to_float32("train");
-    REQUIRE(a.shape[1] == C);
-    std::copy(v.begin(), v.end(), x.data() + b * Tbuf * C);
-    lengths.push_back(int(a.shape[0]));
-    CHECK(gt[b].at("num_feats").as_int() == a.shape[0]);
-    models::VideoTargets t;
-    for (auto& s : gt[b].at("segments").as_array()) t.segments.push_back({float(s[0].as_number()), float(s[1].as_number())});
-    for (auto& l : gt[b].at("labels").as_array()) t.labels.push_back(int(l.as_int()));
-    targets.push_back(t);
-  }
-  json::Value expected = json::parse_file(kDir + "train_losses.json");
-  DetectionLoss<float> criterion(cfg.loss_config());
-  CHECK(criterion.loss_norm() == doctest::Approx(expected.at("init_loss_norm").as_number()));
-  auto out = model->forward(Var<float>(x), lengths);
-  auto losses = model->loss(out, targets, criterion);
-  auto rel = [](double a, double b) { return std::abs(a - b) / std::abs(b); };
-  CHECK(rel(losses.cls_loss.value()[0], expected.at("cls_loss").as_number()) <= 1e-5);
-  CHECK(rel(losses.reg_loss.value()[0], expected.at("reg_loss").as_number()) <= 1e-5);
-  CHECK(rel(losses.final_loss.value()[0], expected.at("final_loss").as_number()) <= 1e-5);
-  CHECK(rel(criterion.loss_norm(), expected.at("loss_norm_after").as_number()) <= 1e-9);
-  backward(losses.final_loss);
-  io::SafeTensors grads = io::load_safetensors(kDir + "train_grads.safetensors");
-  int checked = 0;
-  double global_max = 0;
-  for (auto& [name, a] : grads.tensors)
-    for (float v : a.to_float32(name)) global_max = std::max(global_max, double(std::abs(v)));
-  for (auto& [name, p] : model->named_parameters()) {
-    CAPTURE(name);
-    REQUIRE(grads.tensors.count(name));
-    auto g = grads.tensors.at(name).to_float32(name);
-    REQUIRE(p->grad().defined());
-    REQUIRE(p->grad().numel() == int64_t(g.size()));
-    double max_ref = 0, max_diff = 0;
-    for (size_t i = 0; i < g.size(); ++i) {
-      max_ref = std::max(max_ref, double(std::abs(g[i])));
-      max_diff = std::max(max_diff, double(std::abs(p->grad()[i] - g[i])));
-    }
-    // The key projection's bias and the key LayerNorm's bias add the same vector
-    // to every key of a window, which the softmax ignores: their true gradient
-    // is exactly zero and the reference stores float32 rounding noise there
-    // (max ~1e-9, against a global gradient scale ~1e-1). For such tensors the
-    // criterion is absolute, relative to the global gradient scale.
-    const bool analytically_zero = name.find("attn.key.bias") != std::string::npos ||
-                                   name.find("attn.key_norm.bias") != std::string::npos;
-    if (analytically_zero) {
-      CHECK(max_ref <= 1e-6 * global_max);
-      CHECK(max_diff <= 1e-6 * global_max);
-    } else {
-      CHECK(max_diff <= 1e-3 * max_ref);
-    }
-    ++checked;
-  }
-  CHECK(checked == int(grads.tensors.size()));
+  test::check_reference_training(*model, kDir);
 }
 
 #include "flowless/data/synth.hpp"

@@ -270,3 +270,14 @@ TEST_CASE("anet parity: resampled inputs (force_upsampling) match the reference 
 TEST_CASE("anet parity: over-length inputs re-interpolate the position encoding as the reference does") {
   for (const char* vid : {"vid03", "vid04"}) check_anet_fixture_video(vid);
 }
+
+TEST_CASE("anet parity: training losses (label smoothing, loss weight 2), normaliser and every gradient") {
+  // Absolute position encoding and a global-attention level in the backward,
+  // one class with label smoothing 0.1, the DIoU loss weighted 2.0.
+  const std::string dir = anet_data("actionformer_anet_small/");
+  const DetectorConfig cfg = parse_detector_config(json::parse_file(dir + "config.json"), dir + "config.json");
+  CHECK(cfg.label_smoothing == doctest::Approx(0.1));
+  CHECK(cfg.loss_weight == doctest::Approx(2.0));
+  auto model = models::load_reference_detector<float>(cfg, dir + "weights.safetensors");
+  test::check_reference_training(*model, dir);
+}
