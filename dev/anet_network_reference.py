@@ -47,19 +47,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-root = os.environ.get('ACTIONFORMER_ROOT')
-if not root:
-    sys.exit('set ACTIONFORMER_ROOT to a checkout of the ActionFormer release')
-sys.path.insert(0, root)
-import nms_1d_cpu  # noqa: E402,F401  (fails early when the extension is missing)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_fixtures import (output_folder, perturb_parameters, run_and_capture,  # noqa: E402
+                                use_reference_checkout, write_safetensors)
+
+use_reference_checkout('ACTIONFORMER_ROOT', 'the ActionFormer release')
 from libs.modeling import make_meta_arch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_fixtures import perturb_parameters, run_and_capture, write_safetensors  # noqa: E402
-
 here = os.path.dirname(os.path.abspath(__file__))
-out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, '..', 'tests', 'data', 'actionformer_anet_small')
-os.makedirs(out, exist_ok=True)
+out = output_folder('actionformer_anet_small')
 torch.manual_seed(11)
 rng = np.random.default_rng(11)
 

@@ -3,10 +3,31 @@ the public ActionFormer / TemporalMaxer code (dev/anet_network_reference.py,
 dev/temporalmaxer_reference.py). Run with /usr/bin/python3 (Debian's torch).
 """
 import json
+import os
 import struct
+import sys
 
 import numpy as np
 import torch
+
+
+def use_reference_checkout(env_var, what):
+    """Puts the checkout named by environment variable env_var first on
+    sys.path and imports its NMS extension (module nms_1d_cpu), so a missing
+    build fails here, not in the middle of a run."""
+    root = os.environ.get(env_var)
+    if not root:
+        sys.exit(f'set {env_var} to a checkout of {what}')
+    sys.path.insert(0, root)
+    import nms_1d_cpu  # noqa: F401
+
+
+def output_folder(fixture):
+    """argv[1], or tests/data/<fixture> next to this script; created."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, '..', 'tests', 'data', fixture)
+    os.makedirs(out, exist_ok=True)
+    return out
 
 
 def write_safetensors(path, tensors):

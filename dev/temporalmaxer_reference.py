@@ -30,20 +30,15 @@ import tempfile
 import numpy as np
 import torch
 
-root = os.environ.get('TEMPORALMAXER_ROOT')
-if not root:
-    sys.exit('set TEMPORALMAXER_ROOT to a checkout of TemporalMaxer')
-sys.path.insert(0, root)
-import nms_1d_cpu  # noqa: E402,F401  (fails early when the extension is missing)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_fixtures import (output_folder, perturb_parameters, run_and_capture,  # noqa: E402
+                                use_reference_checkout, write_safetensors)
+
+use_reference_checkout('TEMPORALMAXER_ROOT', 'TemporalMaxer')
 from libs.core import load_config  # noqa: E402
 from libs.modeling import make_meta_arch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_fixtures import perturb_parameters, run_and_capture, write_safetensors  # noqa: E402
-
-here = os.path.dirname(os.path.abspath(__file__))
-out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, '..', 'tests', 'data', 'temporalmaxer_small')
-os.makedirs(out, exist_ok=True)
+out = output_folder('temporalmaxer_small')
 torch.manual_seed(5)
 rng = np.random.default_rng(5)
 C_IN, MAX_LEN, FPS, STRIDE, NFRAMES = 32, 768, 30.0, 4, 16

@@ -90,6 +90,19 @@ inline void check_reference_video(models::Detector<float>& model, const float* x
   }
 }
 
+/// A fixture video as stored (dir/vid.npy, (T, C)) on the model's own grid
+/// (config feat_stride and num_frames), with the fps and duration of its
+/// entry in dir/expected_detections.json: check_reference_video.
+inline void check_fixture_video(models::Detector<float>& model, const std::string& dir, const std::string& vid) {
+  io::Array feats = io::load_npy(dir + vid + ".npy");
+  auto x = feats.to_float32(vid);
+  const json::Value expected = json::parse_file(dir + "expected_detections.json").at(vid);
+  VideoMeta meta{vid, expected.at("fps").as_number(), expected.at("duration").as_number(), model.config().feat_stride,
+                 model.config().num_frames};
+  check_reference_video(model, x.data(), feats.shape[0], feats.shape[1], meta, expected,
+                        dir + vid + ".expected.safetensors");
+}
+
 /// The fixture's training batch (dir/train0.npy, train1.npy, train_gt.json:
 /// features (T_b, C), ground truth in grid units) through the model's training
 /// forward, padded to max_seq_len, without stochastic depth: the losses and

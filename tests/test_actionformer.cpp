@@ -17,12 +17,7 @@ const std::string kDir = std::string(FLOWLESS_TEST_DATA) + "/actionformer_small/
 DetectorConfig fixture_config() { return parse_detector_config(json::parse_file(kDir + "config.json"), kDir + "config.json"); }
 
 void check_video_outputs(Detector<float>& model, const std::string& vid) {
-  io::Array feats = io::load_npy(kDir + vid + ".npy");
-  auto x = feats.to_float32(vid);
-  const json::Value expected = json::parse_file(kDir + "expected_detections.json").at(vid);
-  VideoMeta meta{vid, expected.at("fps").as_number(), expected.at("duration").as_number(), 4.0, 16.0};
-  test::check_reference_video(model, x.data(), feats.shape[0], feats.shape[1], meta, expected,
-                              kDir + vid + ".expected.safetensors");
+  test::check_fixture_video(model, kDir, vid);
 }
 }  // namespace
 

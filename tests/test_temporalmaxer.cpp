@@ -19,13 +19,9 @@ const std::string kDir = std::string(FLOWLESS_TEST_DATA) + "/temporalmaxer_small
 DetectorConfig tm_config() { return parse_detector_config(json::parse_file(kDir + "config.json"), kDir + "config.json"); }
 
 void check_tm_video(models::Detector<float>& model, const std::string& vid) {
-  io::Array feats = io::load_npy(kDir + vid + ".npy");
-  auto x = feats.to_float32(vid);
   const json::Value expected = json::parse_file(kDir + "expected_detections.json").at(vid);
-  VideoMeta meta{vid, expected.at("fps").as_number(), expected.at("duration").as_number(), 4.0, 16.0};
-  CHECK(model.config().inference_length(feats.shape[0]) == expected.at("padded_len").as_int());
-  test::check_reference_video(model, x.data(), feats.shape[0], feats.shape[1], meta, expected,
-                              kDir + vid + ".expected.safetensors");
+  CHECK(model.config().inference_length(expected.at("num_feats").as_int()) == expected.at("padded_len").as_int());
+  test::check_fixture_video(model, kDir, vid);
 }
 }  // namespace
 
