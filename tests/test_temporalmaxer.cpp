@@ -94,6 +94,13 @@ TEST_CASE("temporalmaxer config: TemporalMaxer's own layout is read as the refer
   bad = json::parse_file(kDir + "config.json");
   bad["model"]["num_group"] = json::Value(5);
   CHECK_THROWS_WITH(parse_detector_config(bad, "tm.json"), doctest::Contains("divisible by num_group (5)"));
+  bad = json::parse_file(kDir + "config.json");
+  bad["flowless"]["label_assigner"] = json::Value("atss");
+  CHECK_THROWS_WITH(parse_detector_config(bad, "tm.json"), doctest::Contains("unknown label_assigner 'atss'"));
+  bad = json::parse_file(kDir + "config.json");
+  bad["flowless"]["arch"] = json::Value("actionformer");
+  CHECK_THROWS_WITH(parse_detector_config(bad, "tm.json"),
+                    doctest::Contains("mask_embedding false applies to the temporalmaxer family only"));
 }
 
 TEST_CASE("temporalmaxer parity: per-level outputs and detections match the reference code") {
