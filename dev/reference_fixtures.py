@@ -1,6 +1,7 @@
 """Dev-only helpers of the scripts that write reference fixtures by running
-the public ActionFormer / TemporalMaxer code (dev/anet_network_reference.py,
-dev/temporalmaxer_reference.py). Run with /usr/bin/python3 (Debian's torch).
+the public ActionFormer / TemporalMaxer / TriDet code
+(dev/anet_network_reference.py, dev/temporalmaxer_reference.py,
+dev/tridet_reference.py). Run with /usr/bin/python3 (Debian's torch).
 """
 import json
 import os
@@ -65,14 +66,17 @@ def perturb_parameters(model):
 def run_and_capture(model, video):
     """Runs the reference model (eval mode) on one video dict and returns
     (per-level tensors on the valid positions, detections as JSON, padded length,
-    valid length per level): cls_logits.l (T_l, classes), offsets.l (T_l, 2),
-    fpn_feats.l (T_l, C)."""
+    valid length per level): cls_logits.l (T_l, classes), offsets.l (T_l, 2;
+    TriDet: 2 x (num_bins + 1)), fpn_feats.l (T_l, C), and for TriDet's
+    Trident head start_logits.l / end_logits.l (T_l, classes)."""
     captured = {}
     orig = model.inference
 
-    def capture(video_list, points, fpn_masks, out_cls_logits, out_offsets):
-        captured.update(masks=fpn_masks, cls=out_cls_logits, off=out_offsets)
-        return orig(video_list, points, fpn_masks, out_cls_logits, out_offsets)
+    def capture(video_list, points, fpn_masks, out_cls_logits, out_offsets, *boundary):
+        # TriDet's inference also takes the Trident head's start / end logits,
+        # (B, classes, T_l) each.
+        captured.update(masks=fpn_masks, cls=out_cls_logits, off=out_offsets, boundary=boundary)
+        return orig(video_list, points, fpn_masks, out_cls_logits, out_offsets, *boundary)
 
     hook = model.neck.register_forward_hook(lambda mod, inp, o: captured.__setitem__('fpn', o[0]))
     model.inference = capture
@@ -88,6 +92,9 @@ def run_and_capture(model, video):
         tensors[f'cls_logits.{l}'] = captured['cls'][l][0].numpy()[valid]
         tensors[f'offsets.{l}'] = captured['off'][l][0].numpy()[valid]
         tensors[f'fpn_feats.{l}'] = captured['fpn'][l][0].numpy().T[valid]
+        for name, b in zip(('start_logits', 'end_logits'), captured['boundary']):
+            if b is not None:
+                tensors[f'{name}.{l}'] = b[l][0].numpy().T[valid]
     dets = [{'segment': [float(s[0]), float(s[1])], 'label_id': int(lab), 'score': float(sc)}
             for s, sc, lab in zip(res['segments'].numpy(), res['scores'].numpy(), res['labels'].numpy())]
     return tensors, dets, int(captured['masks'][0].shape[-1]), [int(m.sum()) for m in captured['masks']]

@@ -34,7 +34,8 @@ inline double worst_violation(const float* a, const float* b, int64_t n, double 
 /// config asks); meta: the grid the reference handed its model. `expected` is
 /// the video's entry of expected_detections.json and `expected_outputs` the
 /// path of its vidNN.expected.safetensors (cls_logits.l, offsets.l,
-/// fpn_feats.l on the valid positions of level l). Features and logits within
+/// fpn_feats.l on the valid positions of level l; for TriDet also
+/// start_logits.l and end_logits.l). Features and logits within
 /// 1e-4 (abs or rel); detections in the same order (up to ties), with the same
 /// labels, boundaries within 1e-3 s and scores within 1e-4.
 inline void check_reference_video(models::Detector<float>& model, const float* x, int64_t T, int64_t C,
@@ -56,8 +57,13 @@ inline void check_reference_video(models::Detector<float>& model, const float* x
       CHECK(worst <= 1.0);
     };
     check("cls_logits", raw.cls_logits[l], model.config().num_classes);
-    check("offsets", raw.offsets[l], 2);
+    check("offsets", raw.offsets[l], model.config().offset_channels());
     check("fpn_feats", raw.feats[l], model.config().fpn_dim);
+    if (model.config().trident()) {  // TriDet's boundary heads
+      REQUIRE(raw.start_logits.size() == raw.cls_logits.size());
+      check("start_logits", raw.start_logits[l], model.config().num_classes);
+      check("end_logits", raw.end_logits[l], model.config().num_classes);
+    }
   }
   // Detections in the reference's order; two whose reference scores tie
   // (within 1e-6, below float32 rounding of the network) may come in either order.

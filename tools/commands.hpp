@@ -184,7 +184,7 @@ class Commands {
     s->add_option("--data", tr_.data, "dataset folder")->required();
     s->add_option("--out", tr_.out, "model file to write (.safetensors)")->required();
     s->add_option("--modality", tr_.modality, "rgb | flow | two-stream (detectors)")->capture_default_str();
-    s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer")->capture_default_str();
+    s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer (tridet: inference only)")->capture_default_str();
     s->add_option("--preset", tr_.preset, "model/training preset: small | tiny | thumos")->capture_default_str();
     s->add_option("--config", tr_.config_path, "reference config JSON (model section overrides the preset)");
     s->add_option("--epochs", tr_.epochs, "cosine epochs after warmup (default: preset)");

@@ -7,7 +7,9 @@
 // positions by a zero mask, so they never pass the threshold):
 //   cls_logits[l]: (T_l, C) raw logits, row-major host floats
 //   offsets[l]:    (T_l, 2) regression outputs (after Scale and ReLU, in units
-//                  of the level stride)
+//                  of the level stride), or (T_l, C, 2) class-specific ones
+//                  (TriDet's Trident head, infer/trident.hpp: the candidate's
+//                  class picks its pair, decoded_offsets[cls_idxs, pt_idxs])
 // and the PointSet of the padded input (T_l <= its level length).
 //
 // decode_candidates (inference_single_video), per level:
@@ -102,8 +104,10 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
     FLOWLESS_CHECK(logits.size() % static_cast<size_t>(C) == 0, "decode_candidates: level ", l, " has ",
                    logits.size(), " logits, not a multiple of ", C, " classes");
     const int64_t T = static_cast<int64_t>(logits.size()) / C;
-    FLOWLESS_CHECK(static_cast<int64_t>(offsets[l].size()) == 2 * T, "decode_candidates: level ", l, " has ", T,
-                   " positions of logits but ", offsets[l].size(), " offset values");
+    const bool per_class = C > 1 && static_cast<int64_t>(offsets[l].size()) == 2 * T * C;
+    FLOWLESS_CHECK(per_class || static_cast<int64_t>(offsets[l].size()) == 2 * T, "decode_candidates: level ", l,
+                   " has ", T, " positions of logits but ", offsets[l].size(), " offset values (expected ", 2 * T,
+                   ", or ", 2 * T * C, " class-specific)");
     FLOWLESS_CHECK(T <= lv.length, "decode_candidates: level ", l, " has ", T, " positions but only ",
                    lv.length, " points");
     // 1. threshold, in flat index order
@@ -127,8 +131,9 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
       const int64_t pt = idx / C;
       const int cls = static_cast<int>(idx % C);
       const float t = static_cast<float>(pt * lv.stride);
-      const float dl = heads_detail::no_contract(offsets[l][static_cast<size_t>(2 * pt)] * s);
-      const float dr = heads_detail::no_contract(offsets[l][static_cast<size_t>(2 * pt + 1)] * s);
+      const size_t o2 = static_cast<size_t>(2 * (per_class ? pt * C + cls : pt));
+      const float dl = heads_detail::no_contract(offsets[l][o2] * s);
+      const float dr = heads_detail::no_contract(offsets[l][o2 + 1] * s);
       const float left = t - dl, right = t + dr;
       if (!(right - left > cfg.duration_thresh)) continue;
       out.start.push_back(left);

@@ -11,6 +11,9 @@
 //   embedding, then arch[2] parameter-free masked max-poolings (k3, s2, p1).
 //   TemporalMaxer's own configs (mask_embedding false) leave the embedding's
 //   padded steps unmasked, so level 0 and the first pooling see them.
+// SGPBackbone (TriDet, reference "SGP"): the same embedding and position
+//   encoding, SGPBlocks (models/sgp_block.hpp) in place of the transformer
+//   blocks; nothing after the embedding is masked except each block's residual.
 // Parameter names match the reference ("embd.0.conv.weight", "stem.1.ln1.weight", ...).
 #pragma once
 
@@ -21,6 +24,7 @@
 
 #include "flowless/models/blocks.hpp"
 #include "flowless/models/detector_config.hpp"
+#include "flowless/models/sgp_block.hpp"
 #include "flowless/ops/resample.hpp"
 
 namespace flowless::models {
@@ -99,6 +103,21 @@ Tensor<T> abs_position_encoding(int64_t max_len, int64_t C, int64_t Tn, bool tra
   return abs_position_encoding(sinusoid_encoding<T>(max_len, C), Tn, training);
 }
 
+/// pe[:T] * mask as a (B, Tn, C) constant: abs_position_encoding of the
+/// (max_len, C) table, zero at each element's padded steps.
+template <class T>
+Var<T> masked_position_encoding(const Tensor<T>& table_max_len, int64_t B, int64_t Tn, const std::vector<int>& lengths,
+                                bool training) {
+  const int64_t C = table_max_len.size(1);
+  Tensor<T> table = abs_position_encoding(table_max_len, Tn, training);
+  Tensor<T> pe = Tensor<T>::zeros(Shape{B, Tn, C});
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = std::min<int64_t>(Tn, lengths[size_t(b)]);
+    std::copy(table.data(), table.data() + n * C, pe.data() + b * Tn * C);
+  }
+  return Var<T>(pe);
+}
+
 template <class T>
 class ConvTransformerBackbone : public Backbone<T> {
  public:
@@ -122,7 +141,7 @@ class ConvTransformerBackbone : public Backbone<T> {
 
   Pyramid<T> forward(const Var<T>& x_in, const std::vector<int>& lengths, Rng& rng) override {
     Var<T> x = embedding_.forward(x_in, lengths);
-    if (cfg_.use_abs_pe) x = add(x, position_encoding(x.size(0), x.size(1), lengths));
+    if (cfg_.use_abs_pe) x = add(x, masked_position_encoding(pos_table_, x.size(0), x.size(1), lengths, this->is_training()));
     std::vector<int> len = lengths;
     for (auto& b : stem_) std::tie(x, len) = b->forward(x, len, rng);
     Pyramid<T> out;
@@ -137,18 +156,6 @@ class ConvTransformerBackbone : public Backbone<T> {
   }
 
  private:
-  // pe[:T] * mask (abs_position_encoding: re-interpolated at inference when T >= max_len).
-  Var<T> position_encoding(int64_t B, int64_t Tn, const std::vector<int>& lengths) const {
-    const int64_t C = cfg_.embd_dim;
-    Tensor<T> table = abs_position_encoding(pos_table_, Tn, this->is_training());
-    Tensor<T> pe = Tensor<T>::zeros(Shape{B, Tn, C});
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t n = std::min<int64_t>(Tn, lengths[b]);
-      std::copy(table.data(), table.data() + n * C, pe.data() + b * Tn * C);
-    }
-    return Var<T>(pe);
-  }
-
   DetectorConfig cfg_;
   ConvEmbedding<T> embedding_;
   std::vector<std::unique_ptr<TransformerBlock<T>>> stem_, branch_;
@@ -186,9 +193,60 @@ class ConvPoolerBackbone : public Backbone<T> {
   ConvEmbedding<T> embedding_;
 };
 
+/// TriDet's SGP pyramid (reference "SGP"): the conv embedding, optional
+/// absolute position encoding, arch[1] stem SGPBlocks (window 1, stride 1, no
+/// drop path, whatever the config's windows say, as the reference builds
+/// them), arch[2] branch SGPBlocks (window sgp_win_size[1 + i], stride
+/// scale_factor, drop path droppath).
+template <class T>
+class SGPBackbone : public Backbone<T> {
+ public:
+  SGPBackbone(const DetectorConfig& c, Rng& rng) : cfg_(c), embedding_(c, rng) {
+    if (c.use_abs_pe) pos_table_ = sinusoid_encoding<T>(c.max_seq_len, c.embd_dim);
+    for (size_t i = 0; i < embedding_.convs_.size(); ++i) {
+      this->register_module("embd." + std::to_string(i), *embedding_.convs_[i]);
+      if (c.embd_with_ln) this->register_module("embd_norm." + std::to_string(i), *embedding_.norms_[i]);
+    }
+    for (int i = 0; i < c.backbone_arch[1]; ++i) {
+      stem_.push_back(std::make_unique<SGPBlock<T>>(c.embd_dim, 1, 1, c.sgp_k, c.sgp_mlp_dim, 0.0, rng));
+      stem_.back()->reset_depthwise(c.sgp_init_conv_vars, rng);
+      this->register_module("stem." + std::to_string(i), *stem_.back());
+    }
+    for (int i = 0; i < c.backbone_arch[2]; ++i) {
+      branch_.push_back(std::make_unique<SGPBlock<T>>(c.embd_dim, c.mha_win_size[size_t(1 + i)], c.scale_factor, c.sgp_k,
+                                                      c.sgp_mlp_dim, c.droppath, rng));
+      branch_.back()->reset_depthwise(c.sgp_init_conv_vars, rng);
+      this->register_module("branch." + std::to_string(i), *branch_.back());
+    }
+  }
+
+  Pyramid<T> forward(const Var<T>& x_in, const std::vector<int>& lengths, Rng& rng) override {
+    Var<T> x = embedding_.forward(x_in, lengths);
+    if (cfg_.use_abs_pe) x = add(x, masked_position_encoding(pos_table_, x.size(0), x.size(1), lengths, this->is_training()));
+    std::vector<int> len = lengths;
+    for (auto& b : stem_) std::tie(x, len) = b->forward(x, len, rng);
+    Pyramid<T> out;
+    out.first.push_back(x);
+    out.second.push_back(len);
+    for (auto& b : branch_) {
+      std::tie(x, len) = b->forward(x, len, rng);
+      out.first.push_back(x);
+      out.second.push_back(len);
+    }
+    return out;
+  }
+
+ private:
+  DetectorConfig cfg_;
+  ConvEmbedding<T> embedding_;
+  std::vector<std::unique_ptr<SGPBlock<T>>> stem_, branch_;
+  Tensor<T> pos_table_;
+};
+
 template <class T>
 std::unique_ptr<Backbone<T>> make_backbone(const DetectorConfig& c, Rng& rng) {
   if (c.arch == "temporalmaxer") return std::make_unique<ConvPoolerBackbone<T>>(c, rng);
+  if (c.arch == "tridet") return std::make_unique<SGPBackbone<T>>(c, rng);
   return std::make_unique<ConvTransformerBackbone<T>>(c, rng);
 }
 

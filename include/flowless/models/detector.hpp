@@ -1,16 +1,19 @@
 // flowless/models/detector.hpp - the single-stage anchor-free detector
-// (ActionFormer's PtTransformer; TemporalMaxer with the convPooler backbone).
+// (ActionFormer's PtTransformer; TemporalMaxer with the convPooler backbone;
+// TriDet with the SGP backbone and the Trident head).
 //
 // Data flow:
 //   x: (B, T, Cin) zero-padded features, lengths[b] valid snippets
 //   -> backbone: pyramid feats[l]: (B, T / 2^l, embd_dim)
 //   -> neck:     fpn feats[l]:     (B, T / 2^l, fpn_dim)
 //   -> heads (shared across levels): cls_logits[l] (B, T_l, C), offsets[l] (B, T_l, 2)
+//      (tridet: offsets[l] (B, T_l, 2 x (num_bins + 1)) and the boundary heads'
+//      start_logits[l], end_logits[l] (B, T_l, C); infer/trident.hpp decodes them)
 //   -> training: label assignment + focal/DIoU loss (train/detection_loss.hpp)
 //   -> inference: per-level top-k, decoding, Soft-NMS, seconds (infer/postprocess.hpp)
 // Parameter names equal the reference's state_dict names ("backbone.*",
 // "neck.*", "cls_head.*", "reg_head.*"), so reference checkpoints load as-is.
-// T must be divisible by config().max_div_factor(); detect() pads for you.
+// T must be divisible by config().buffer_multiple(); detect() pads for you.
 // detect() refuses empty videos, features of another width and non-finite
 // values (check_video_features) with an Error naming the video.
 #pragma once
@@ -24,6 +27,7 @@
 #include "flowless/models/backbones.hpp"
 #include "flowless/models/heads.hpp"
 #include "flowless/models/necks.hpp"
+#include "flowless/infer/trident.hpp"
 #include "flowless/models/points.hpp"
 #include "flowless/train/label_assignment.hpp"
 
@@ -51,7 +55,9 @@ inline void check_video_features(const float* feats, int64_t Tn, int64_t C, cons
 template <class T>
 struct DetectorOutput {
   std::vector<Var<T>> cls_logits;          // [l]: (B, T_l, num_classes)
-  std::vector<Var<T>> offsets;             // [l]: (B, T_l, 2)
+  std::vector<Var<T>> offsets;             // [l]: (B, T_l, 2), or (B, T_l, 2 x (num_bins + 1)) for the Trident head
+  std::vector<Var<T>> start_logits;        // [l]: (B, T_l, num_classes), Trident head only (else empty)
+  std::vector<Var<T>> end_logits;          // [l]: (B, T_l, num_classes), Trident head only
   std::vector<Var<T>> feats;               // [l]: (B, T_l, fpn_dim) neck outputs
   std::vector<std::vector<int>> lengths;   // [l][b] valid lengths
 };
@@ -101,7 +107,17 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
     const Tensor<T>& c = out.cls_logits[l].value();
     const Tensor<T>& o = out.offsets[l].value();
     cls.emplace_back(c.data(), c.data() + len * cfg.num_classes);
-    offs.emplace_back(o.data(), o.data() + len * 2);
+    if (cfg.trident()) {
+      // Per class (len, C, 2) distances from the Trident head's three outputs.
+      const std::vector<float> bins(o.data(), o.data() + len * cfg.offset_channels());
+      const Tensor<T>& sl = out.start_logits[l].value();
+      const Tensor<T>& el = out.end_logits[l].value();
+      offs.push_back(trident_decode(bins, std::vector<float>(sl.data(), sl.data() + len * cfg.num_classes),
+                                    std::vector<float>(el.data(), el.data() + len * cfg.num_classes), len,
+                                    cfg.num_classes, cfg.num_bins));
+    } else {
+      offs.emplace_back(o.data(), o.data() + len * 2);
+    }
   }
   auto dets = postprocess_video(cls, offs, cfg.num_classes, pyramid_points(cfg, Tbuf), cfg.test, meta);
   if (raw) *raw = std::move(out);
@@ -114,10 +130,20 @@ class Detector : public nn::Module<T> {
   explicit Detector(const DetectorConfig& c, uint64_t seed = 1234567891ULL)
       : cfg_((c.validate("detector config"), c)), rng_(seed), backbone_(make_backbone<T>(c, rng_)), neck_(make_neck<T>(c, rng_)),
         cls_head_(head_options(c), c.num_classes, c.cls_prior_prob, c.head_empty_cls, rng_),
-        reg_head_(head_options(c), c.num_levels(), rng_) {
+        reg_head_(head_options(c), c.num_levels(), rng_, c.offset_channels()) {
     this->register_module("backbone", *backbone_);
     this->register_module("neck", *neck_);
     this->register_module("cls_head", cls_head_);
+    if (c.trident()) {
+      // TriDet's boundary heads: ClsHeads of kernel boudary_kernel_size (the
+      // reference builds them after cls_head, before reg_head).
+      HeadOptions b = head_options(c);
+      b.kernel_size = c.boundary_kernel_size;
+      start_head_ = std::make_unique<ClsHead<T>>(b, c.num_classes, c.cls_prior_prob, c.head_empty_cls, rng_);
+      end_head_ = std::make_unique<ClsHead<T>>(b, c.num_classes, c.cls_prior_prob, c.head_empty_cls, rng_);
+      this->register_module("start_head", *start_head_);
+      this->register_module("end_head", *end_head_);
+    }
     this->register_module("reg_head", reg_head_);
   }
 
@@ -151,6 +177,13 @@ class Detector : public nn::Module<T> {
     out.feats = p.first;
     out.lengths = p.second;
     out.cls_logits = cls_head_.forward(p.first, p.second);
+    if (start_head_) {
+      // The reference detaches the boundary heads' input (no gradient into the trunk).
+      std::vector<Var<T>> detached;
+      for (auto& f : p.first) detached.push_back(f.detach());
+      out.start_logits = start_head_->forward(detached, p.second);
+      out.end_logits = end_head_->forward(detached, p.second);
+    }
     out.offsets = reg_head_.forward(p.first, p.second);
     return out;
   }
@@ -168,6 +201,8 @@ class Detector : public nn::Module<T> {
 
   /// The reference's training loss on a forward output (B videos, same buffer).
   DetectionLossOutput<T> loss(const DetectorOutput<T>& out, const std::vector<VideoTargets>& gt, DetectionLoss<T>& criterion) const {
+    FLOWLESS_CHECK(cfg_.arch != "tridet", "Detector::loss: training TriDet models (Trident head loss) is not supported; "
+                   "tridet models run inference only");
     const int64_t B = out.cls_logits[0].size(0), Tbuf = out.cls_logits[0].size(1);
     FLOWLESS_CHECK(int64_t(gt.size()) == B, "Detector::loss: ", gt.size(), " targets for batch ", B);
     std::vector<PointTargets> targets;
@@ -194,8 +229,8 @@ class Detector : public nn::Module<T> {
     FLOWLESS_CHECK(x.size(2) == cfg_.input_dim, "Detector: input has ", x.size(2), " channels, the model expects ",
                    cfg_.input_dim);
     FLOWLESS_CHECK(int64_t(lengths.size()) == x.size(0), "Detector: ", lengths.size(), " lengths for batch ", x.size(0));
-    FLOWLESS_CHECK(x.size(1) % cfg_.max_div_factor() == 0, "Detector: buffer length ", x.size(1),
-                   " is not divisible by ", cfg_.max_div_factor(), " (pad with config().inference_length)");
+    FLOWLESS_CHECK(x.size(1) % cfg_.buffer_multiple() == 0, "Detector: buffer length ", x.size(1),
+                   " is not divisible by ", cfg_.buffer_multiple(), " (pad with config().inference_length)");
     for (int L : lengths) FLOWLESS_CHECK(L > 0 && L <= x.size(1), "Detector: valid length ", L, " outside [1, ", x.size(1), "]");
   }
 
@@ -205,6 +240,7 @@ class Detector : public nn::Module<T> {
   std::unique_ptr<Neck<T>> neck_;
   ClsHead<T> cls_head_;
   RegHead<T> reg_head_;
+  std::unique_ptr<ClsHead<T>> start_head_, end_head_;  // TriDet's Trident head
 };
 
 }  // namespace flowless::models

@@ -5,7 +5,7 @@
 // JSON layout (the reference's config sections, all fields optional with the
 // reference's defaults):
 //   {"model": {...}, "dataset": {...}, "train_cfg": {...}, "test_cfg": {...},
-//    "flowless": {"arch": "actionformer"|"temporalmaxer", "modality": "...",
+//    "flowless": {"arch": "actionformer"|"temporalmaxer"|"tridet", "modality": "...",
 //                 "channels": [lo, hi], "inference_padding": "divisible"|"max_seq_len",
 //                 "mask_embedding": bool, "label_assigner": "center"|"simota"}}
 // "model.backbone_type" "convTransformer" selects the ActionFormer pyramid,
@@ -14,6 +14,11 @@
 // convPooler with a two-entry backbone_arch [#convs, #poolings]) also get its
 // GroupNorm neck, its unmasked embedding, padding to max_seq_len at inference
 // and, with "model.assigner", label_assigner "simota" (training refuses it).
+// TriDet's configs ("model_name": "TriDet", or "model.backbone_type" "SGP")
+// select arch "tridet": SGP blocks (n_sgp_win_size, sgp_mlp_dim, k,
+// init_conv_vars, downsample_type "max"), the Trident head (use_trident_head,
+// num_bins, boudary_kernel_size - the reference's spelling) and padding to
+// max_seq_len at inference; inference only (training refuses it).
 #pragma once
 
 #include <array>
@@ -30,13 +35,13 @@ namespace flowless {
 
 struct DetectorConfig {
   // ---- architecture (model section) ----
-  std::string arch = "actionformer";  // "actionformer" | "temporalmaxer"
+  std::string arch = "actionformer";  // "actionformer" | "temporalmaxer" | "tridet"
   int input_dim = 2048;
   int num_classes = 20;
   int embd_dim = 512, fpn_dim = 512, head_dim = 512;
   int n_head = 4;
   std::vector<int> backbone_arch{2, 2, 5};   // (#embedding convs, #stem blocks, #branch blocks)
-  std::vector<int> mha_win_size;             // one per level; filled from n_mha_win_size
+  std::vector<int> mha_win_size;             // one per level; filled from n_mha_win_size (tridet: n_sgp_win_size)
   int scale_factor = 2;
   int embd_kernel_size = 3, head_kernel_size = 3, head_num_layers = 3;
   bool embd_with_ln = true, fpn_with_ln = true, head_with_ln = true;
@@ -57,6 +62,15 @@ struct DetectorConfig {
   // center sampling, the one flowless trains with) or "simota" (TemporalMaxer's
   // model.assigner; inference only here).
   std::string label_assigner = "center";
+  // ---- tridet (TriDet's SGP backbone and Trident head) ----
+  int sgp_mlp_dim = 512;             // model.sgp_mlp_dim: the SGP block's MLP width
+  double sgp_k = 1.5;                // model.k: wide kernel round((w + 1) * k), made odd
+  double sgp_init_conv_vars = 0;     // model.init_conv_vars: std of the depthwise weights at init
+  std::string downsample_type = "max";  // model.downsample_type (only "max" is supported)
+  bool use_trident_head = true;      // model.use_trident_head
+  int num_bins = 16;                 // model.num_bins: boundary bins (excluding 0)
+  int boundary_kernel_size = 3;      // model.boudary_kernel_size
+  double iou_weight_power = 1.0, input_noise = 0.0;  // training settings, kept for the round trip
   int fpn_start_level = 0;
   std::vector<std::array<float, 2>> regression_range{{0, 4}, {4, 8}, {8, 16}, {16, 32}, {32, 64}, {64, 10000}};
   int max_seq_len = 2304;
@@ -94,17 +108,32 @@ struct DetectorConfig {
     for (int i = fpn_start_level; i <= backbone_arch[2]; ++i) s.push_back(int(std::lround(std::pow(scale_factor, i))));
     return s;
   }
-  /// Largest s * (w//2) * 2 over levels: inference buffers are padded to a multiple of it.
+  /// Largest s * (w//2) * 2 over levels (tridet: s * w): inference buffers
+  /// longer than max_seq_len are padded to a multiple of it.
   int max_div_factor() const {
     auto strides = fpn_strides();
     int f = 1;
     for (size_t l = 0; l < strides.size(); ++l) {
       int w = mha_win_size.empty() ? 1 : mha_win_size[std::min(l, mha_win_size.size() - 1)];
-      int s = (arch == "actionformer" && w > 1) ? strides[l] * (w / 2) * 2 : strides[l];
+      int s = strides[l];
+      if (arch == "actionformer" && w > 1) s = strides[l] * (w / 2) * 2;
+      if (arch == "tridet" && w > 1) s = strides[l] * w;
       f = std::max(f, s);
     }
     return f;
   }
+  /// What a network buffer's length must be a multiple of: max_div_factor(),
+  /// or for tridet (whose SGP blocks need no whole windows, and whose
+  /// reference pads short videos to max_seq_len, a multiple of the largest
+  /// stride only) the largest stride.
+  int buffer_multiple() const {
+    if (arch != "tridet") return max_div_factor();
+    auto strides = fpn_strides();
+    return strides.empty() ? 1 : strides.back();
+  }
+  /// The Trident head's offsets: 2 x (num_bins + 1) channels per step, else 2.
+  int offset_channels() const { return arch == "tridet" && use_trident_head ? 2 * (num_bins + 1) : 2; }
+  bool trident() const { return arch == "tridet" && use_trident_head; }
   /// Buffer length the network runs on for a video of T snippets at inference.
   int64_t inference_length(int64_t T) const {
     const int64_t div = max_div_factor();
@@ -123,7 +152,7 @@ struct DetectorConfig {
   /// like any other (n_head 0 would divide by zero, embd_dim 1e9 allocate
   /// without bound).
   void validate(const std::string& ctx) const {
-    FLOWLESS_CHECK(arch == "actionformer" || arch == "temporalmaxer", ctx, ": unknown arch '", arch, "'");
+    FLOWLESS_CHECK(arch == "actionformer" || arch == "temporalmaxer" || arch == "tridet", ctx, ": unknown arch '", arch, "'");
     FLOWLESS_CHECK(input_dim > 0 && num_classes > 0, ctx, ": input_dim and num_classes must be positive");
     FLOWLESS_CHECK(input_dim <= (1 << 16) && num_classes <= (1 << 16), ctx, ": input_dim ", input_dim,
                    " / num_classes ", num_classes, " exceed 65536");
@@ -194,8 +223,26 @@ struct DetectorConfig {
     FLOWLESS_CHECK(inference_padding == "divisible" || inference_padding == "max_seq_len", ctx,
                    ": unknown flowless.inference_padding '", inference_padding, "' (divisible, max_seq_len)");
     if (inference_padding == "max_seq_len" && int(mha_win_size.size()) == backbone_arch[2] + 1)
-      FLOWLESS_CHECK(max_seq_len % max_div_factor() == 0, ctx, ": max_seq_len ", max_seq_len,
-                     " must be divisible by ", max_div_factor(), " (stride x window) for inference_padding max_seq_len");
+      FLOWLESS_CHECK(max_seq_len % buffer_multiple() == 0, ctx, ": max_seq_len ", max_seq_len,
+                     " must be divisible by ", buffer_multiple(), arch == "tridet" ? " (the largest stride)" : " (stride x window)",
+                     " for inference_padding max_seq_len");
+    if (arch == "tridet") {
+      FLOWLESS_CHECK(downsample_type == "max", ctx, ": model.downsample_type '", downsample_type,
+                     "' is not supported (max)");
+      FLOWLESS_CHECK(embd_dim % 16 == 0, ctx, ": tridet needs embd_dim divisible by 16 (the SGP block's GroupNorm(16, C)), got ",
+                     embd_dim);
+      FLOWLESS_CHECK(sgp_mlp_dim >= 1 && sgp_mlp_dim <= (1 << 16), ctx, ": sgp_mlp_dim ", sgp_mlp_dim, " is not in [1, 65536]");
+      FLOWLESS_CHECK(std::isfinite(sgp_k) && sgp_k >= 0 && sgp_k <= 64, ctx, ": model.k ", sgp_k, " is not in [0, 64]");
+      FLOWLESS_CHECK(std::isfinite(sgp_init_conv_vars) && sgp_init_conv_vars >= 0, ctx, ": init_conv_vars must be >= 0");
+      FLOWLESS_CHECK(num_bins >= 0 && num_bins <= 1024, ctx, ": num_bins ", num_bins, " is not in [0, 1024]");
+      FLOWLESS_CHECK(boundary_kernel_size >= 1 && boundary_kernel_size % 2 == 1 && boundary_kernel_size <= 1023, ctx,
+                     ": boudary_kernel_size ", boundary_kernel_size, " must be odd and in [1, 1023]");
+      FLOWLESS_CHECK(std::isfinite(iou_weight_power) && std::isfinite(input_noise), ctx,
+                     ": iou_weight_power and input_noise must be finite");
+      for (size_t l = 1; l < mha_win_size.size(); ++l)
+        FLOWLESS_CHECK(mha_win_size[l] >= 1 && mha_win_size[l] % 2 == 1 && mha_win_size[l] <= 1023, ctx,
+                       ": n_sgp_win_size of level ", l, " is ", mha_win_size[l], "; SGP windows must be odd and in [1, 1023]");
+    }
     // Post-processing settings are checked here too, so a bad model file fails
     // when it is loaded rather than at its first detection.
     const infer::NmsConfig& nms = test.nms;
@@ -250,10 +297,11 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     const json::Value& tr = root.contains("train_cfg") ? root.at("train_cfg") : empty;
     const json::Value& te = root.contains("test_cfg") ? root.at("test_cfg") : empty;
     const json::Value& fl = root.contains("flowless") ? root.at("flowless") : empty;
-    std::string bt = m.string_or("backbone_type", "convTransformer");
-    FLOWLESS_CHECK(bt == "convTransformer" || bt == "convPooler", "model.backbone_type '", bt,
-                   "' is not supported (convTransformer, convPooler)");
-    c.arch = bt == "convPooler" ? "temporalmaxer" : "actionformer";
+    const bool tridet_model = root.string_or("model_name", "") == "TriDet";
+    std::string bt = m.string_or("backbone_type", tridet_model ? "SGP" : "convTransformer");
+    FLOWLESS_CHECK(bt == "convTransformer" || bt == "convPooler" || bt == "SGP", "model.backbone_type '", bt,
+                   "' is not supported (convTransformer, convPooler, SGP)");
+    c.arch = bt == "convPooler" ? "temporalmaxer" : bt == "SGP" ? "tridet" : "actionformer";
     c.arch = fl.string_or("arch", c.arch);
     // TemporalMaxer's own configs (model_name TemporalMaxerArchitecture, a
     // two-entry backbone_arch [#embedding convs, #poolings]): its neck, its
@@ -269,6 +317,7 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
       c.inference_padding = "max_seq_len";
     }
     if (m.contains("assigner")) c.label_assigner = "simota";
+    if (c.arch == "tridet") c.inference_padding = "max_seq_len";  // the reference pads short videos to max_seq_len
     c.input_dim = detail::checked_int(ctx, "input_dim", m.int_or("input_dim", d.int_or("input_dim", c.input_dim)));
     c.num_classes = detail::checked_int(ctx, "num_classes", m.int_or("num_classes", d.int_or("num_classes", c.num_classes)));
     c.embd_dim = detail::checked_int(ctx, "embd_dim", m.int_or("embd_dim", c.embd_dim));
@@ -302,12 +351,24 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
         c.regression_range.push_back({float(r[0].as_number()), float(r[1].as_number())});
     }
     {
-      std::vector<int> w = m.contains("n_mha_win_size") ? detail::json_int_list(m.at("n_mha_win_size"), ctx)
-                                                          : std::vector<int>{19};
+      const char* win_key = c.arch == "tridet" ? "n_sgp_win_size" : "n_mha_win_size";
+      std::vector<int> w = m.contains(win_key) ? detail::json_int_list(m.at(win_key), ctx)
+                                               : std::vector<int>{c.arch == "tridet" ? -1 : 19};
       FLOWLESS_CHECK(c.backbone_arch.size() == 3 && c.backbone_arch[2] >= 0 && c.backbone_arch[2] <= 16, ctx,
                      ": backbone_arch must have 3 entries with at most 16 pyramid levels");
       if (w.size() == 1) w.assign(size_t(c.backbone_arch[2]) + 1, w[0]);
       c.mha_win_size = w;
+    }
+    if (c.arch == "tridet") {
+      c.sgp_mlp_dim = detail::checked_int(ctx, "sgp_mlp_dim", m.int_or("sgp_mlp_dim", c.sgp_mlp_dim));
+      c.sgp_k = m.number_or("k", c.sgp_k);
+      c.sgp_init_conv_vars = m.number_or("init_conv_vars", c.sgp_init_conv_vars);
+      c.downsample_type = m.string_or("downsample_type", c.downsample_type);
+      c.use_trident_head = m.bool_or("use_trident_head", c.use_trident_head);
+      c.num_bins = detail::checked_int(ctx, "num_bins", m.int_or("num_bins", c.num_bins));
+      c.boundary_kernel_size = detail::checked_int(ctx, "boudary_kernel_size", m.int_or("boudary_kernel_size", c.boundary_kernel_size));
+      c.iou_weight_power = m.number_or("iou_weight_power", c.iou_weight_power);
+      c.input_noise = m.number_or("input_noise", c.input_noise);
     }
     c.feat_stride = d.number_or("feat_stride", c.feat_stride);
     c.num_frames = d.number_or("num_frames", c.num_frames);
@@ -360,8 +421,9 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
     return a;
   };
   Value root = Value::object();
+  if (c.arch == "tridet") root["model_name"] = Value("TriDet");
   Value& m = root["model"];
-  m["backbone_type"] = Value(c.arch == "temporalmaxer" ? "convPooler" : "convTransformer");
+  m["backbone_type"] = Value(c.arch == "temporalmaxer" ? "convPooler" : c.arch == "tridet" ? "SGP" : "convTransformer");
   m["input_dim"] = Value(c.input_dim);
   m["num_classes"] = Value(c.num_classes);
   m["embd_dim"] = Value(c.embd_dim);
@@ -369,7 +431,18 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   m["head_dim"] = Value(c.head_dim);
   m["n_head"] = Value(c.n_head);
   m["backbone_arch"] = int_list(c.backbone_arch);
-  m["n_mha_win_size"] = int_list(c.mha_win_size);
+  m[c.arch == "tridet" ? "n_sgp_win_size" : "n_mha_win_size"] = int_list(c.mha_win_size);
+  if (c.arch == "tridet") {
+    m["sgp_mlp_dim"] = Value(c.sgp_mlp_dim);
+    m["k"] = Value(c.sgp_k);
+    m["init_conv_vars"] = Value(c.sgp_init_conv_vars);
+    m["downsample_type"] = Value(c.downsample_type);
+    m["use_trident_head"] = Value(c.use_trident_head);
+    m["num_bins"] = Value(c.num_bins);
+    m["boudary_kernel_size"] = Value(c.boundary_kernel_size);
+    m["iou_weight_power"] = Value(c.iou_weight_power);
+    m["input_noise"] = Value(c.input_noise);
+  }
   m["scale_factor"] = Value(c.scale_factor);
   m["embd_kernel_size"] = Value(c.embd_kernel_size);
   m["head_kernel_size"] = Value(c.head_kernel_size);

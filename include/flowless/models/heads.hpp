@@ -7,6 +7,9 @@
 //   initialised to -log((1 - p) / p), p = prior_prob; empty classes ~ -13.8).
 // RegHead::forward(...) -> offsets[l]: (B, T_l, 2) = ReLU(Scale_l(conv(...))),
 //   non-negative distances to start and end in units of the level stride.
+//   With out_channels 2 x (num_bins + 1) it is TriDet's centre-offset head of
+//   the Trident head: per side, one logit per boundary bin (decoded with the
+//   start / end ClsHeads' logits by infer/trident.hpp).
 // Names: "head.i.conv.weight", "norm.i.weight", "cls_head.conv.*",
 // "offset_head.conv.*", "scale.l.scale" (the reference's PtTransformer*Head).
 #pragma once
@@ -92,8 +95,8 @@ class ClsHead : public nn::Module<T> {
 template <class T>
 class RegHead : public nn::Module<T> {
  public:
-  RegHead(const HeadOptions& o, int num_levels, Rng& rng)
-      : trunk_(o, rng), offset_head(o.feat_dim, 2, o.kernel_size, 1, o.kernel_size / 2, 1, true, &rng) {
+  RegHead(const HeadOptions& o, int num_levels, Rng& rng, int out_channels = 2)
+      : trunk_(o, rng), offset_head(o.feat_dim, out_channels, o.kernel_size, 1, o.kernel_size / 2, 1, true, &rng) {
     for (auto& [name, m] : trunk_.children()) this->register_module(name, *m);
     this->register_module("offset_head", offset_head);
     offset_head.conv.bias().value().zero_();

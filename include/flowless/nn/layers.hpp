@@ -16,6 +16,11 @@
 //   LayerNorm(C, eps = 1e-5, affine)  (the reference's channel LayerNorm)
 //       "weight" (1, C, 1) = 1, "bias" (1, C, 1) = 0 [no decay]
 //       forward(x): normalised over C (biased variance), then per-channel affine
+//   GroupNorm(G, C, eps = 1e-5, affine)  (nn.GroupNorm on (B, C, T))
+//       "weight" (C) = 1, "bias" (C) = 0 [no decay]
+//       forward(x): per batch element and group of C/G channels, normalised
+//       over all T x C/G values of the buffer (padded steps included), then
+//       per-channel affine (ops/group_norm.hpp)
 //   Scale(init = 1)                   "scale" (1) [no decay]; forward(x) = x * scale
 //   AffineDropPath(C, drop_prob, init = 1e-4)
 //       "scale" (1, C, 1) [no decay]; forward(x, rng) = drop_path(x * scale)
@@ -31,6 +36,7 @@
 #include "flowless/ops/conv1d.hpp"
 #include "flowless/ops/drop_path.hpp"
 #include "flowless/ops/elementwise.hpp"
+#include "flowless/ops/group_norm.hpp"
 #include "flowless/ops/layer_norm.hpp"
 
 namespace flowless::nn {
@@ -160,6 +166,38 @@ class LayerNorm : public Module<T> {
   double eps() const { return eps_; }
 
  private:
+  int64_t channels_;
+  double eps_;
+  Var<T>* weight_ = nullptr;
+  Var<T>* bias_ = nullptr;
+};
+
+template <class T>
+class GroupNorm : public Module<T> {
+ public:
+  GroupNorm(int groups, int64_t channels, double eps = 1e-5, bool affine = true)
+      : groups_(groups), channels_(channels), eps_(eps) {
+    FLOWLESS_CHECK(groups >= 1 && channels > 0 && channels % groups == 0 && eps > 0, "GroupNorm: ", channels,
+                   " channels in ", groups, " groups (eps ", eps, ")");
+    if (affine) {
+      weight_ = &this->register_parameter("weight", Tensor<T>::full(Shape{channels}, T(1)), false);
+      bias_ = &this->register_parameter("bias", Tensor<T>::zeros(Shape{channels}), false);
+    }
+  }
+
+  /// x: (B, T, C) -> (B, T, C).
+  Var<T> forward(const Var<T>& x) const {
+    FLOWLESS_CHECK(x.shape().nd == 3 && x.size(2) == channels_, "GroupNorm: input ", x.shape().str(),
+                   " is not (B, T, ", channels_, ")");
+    Var<T> y = group_norm_time(x, groups_, static_cast<T>(eps_));
+    if (weight_) y = add_channels(mul_channels(y, *weight_), *bias_);
+    return y;
+  }
+
+  int groups() const { return groups_; }
+
+ private:
+  int groups_;
   int64_t channels_;
   double eps_;
   Var<T>* weight_ = nullptr;

@@ -375,6 +375,9 @@ inline TrainResult train_model(const TrainRequest& r) {
   FLOWLESS_CHECK(cfg.label_assigner == "center", r.config_path,
                  ": model.assigner asks for TemporalMaxer's SimOTA label assignment, which flowless does not "
                  "implement (it trains with center sampling); remove model.assigner to train with center sampling");
+  FLOWLESS_CHECK(cfg.arch != "tridet", r.config_path.empty() ? std::string("train") : r.config_path,
+                 ": TriDet models (SGP backbone, Trident head) run inference only in flowless; training them "
+                 "(the Trident head's loss) is not implemented");
   cfg.input_dim = channels[1] - channels[0];
   cfg.channels = channels;
   cfg.modality = distill ? (r.mode == "dcd" ? "rgb (dcd student)" : "rgb (kd-plain)") : r.modality;
@@ -443,6 +446,9 @@ inline TrainResult train_model(const TrainRequest& r) {
   if (distill) {
     teacher = models::load_detector<float>(r.teacher);
     teacher->train(false);
+    FLOWLESS_CHECK(teacher->config().arch != "tridet", r.teacher,
+                   ": a TriDet teacher is not supported (its Trident head predicts boundary bins, not the "
+                   "two distances the distillation targets); use an actionformer or temporalmaxer teacher");
     FLOWLESS_CHECK(teacher->config().num_classes == cfg.num_classes, r.teacher, ": the teacher has ",
                    teacher->config().num_classes, " classes, the dataset ", cfg.num_classes);
     auto flow = teacher->config().channels;

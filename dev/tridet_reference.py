@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Dev-only golden data: two small TriDet models, run by the public reference
+code (github.com/dingfengshi/TriDet), written into tests/data/tridet_small/.
+
+TriDet is ActionFormer with the transformer blocks replaced by SGP blocks
+(backbone_type SGP: depthwise convolutions gated by a per-video channel
+summary, a GroupNorm MLP, nothing masked inside a block) and the regression
+head replaced by the Trident head: per class, start and end boundary logits of
+the num_bins + 1 neighbouring steps are added to the centre offset logits,
+soft-maxed and turned into an expected distance. This script imports the
+reference's own modules (it contains none of their code) and needs a checkout
+whose libs/ imports under /usr/bin/python3 (Debian's torch 1.13), with the
+1-D NMS extension built as module nms_1d_cpu on the same PYTHONPATH:
+
+  TRIDET_ROOT=/path/to/TriDet /usr/bin/python3 dev/tridet_reference.py [OUT_DIR]
+
+Two configs at a small size, with every parameter perturbed
+(reference_fixtures.perturb_parameters; init_conv_vars 0.2 so the SGP
+branches start non-zero):
+  config.json      configs/thumos_i3d.yaml: SGP window 1, k 5, 16 bins,
+                   multi-class Soft-NMS; videos vid00 (300 steps, padded to
+                   max_seq_len 768), vid01 (768), vid02 (1000, padded to 1024)
+  config_anet.json configs/anet_tsp.yaml: SGP window 15, k 1.3, 12 bins,
+                   absolute position encoding, one class, class-agnostic
+                   Soft-NMS with voting 0.95; vid03 (150 steps, padded to 768)
+                   and vid04 (900, padded to 960: the encoding re-interpolated;
+                   max_buffer_len_factor 2 instead of 1 so the points reach it)
+Writes per config the reference's load_config output (model_name, model,
+dataset, train_cfg, test_cfg), weights[_anet].safetensors (state_dict,
+reference names), vidNN.npy (T, 32) inputs, vidNN.expected.safetensors (per
+level l on the valid positions: cls_logits.l, offsets.l (T_l, 2 x (bins + 1)),
+start_logits.l, end_logits.l, fpn_feats.l) and expected_detections.json (per
+video: config, num_feats, fps, duration, padded_len, detections).
+"""
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_fixtures import (output_folder, perturb_parameters, run_and_capture,  # noqa: E402
+                                use_reference_checkout, write_safetensors)
+
+use_reference_checkout('TRIDET_ROOT', 'TriDet')
+from libs.core import load_config  # noqa: E402
+from libs.modeling import make_meta_arch  # noqa: E402
+
+out = output_folder('tridet_small')
+torch.manual_seed(7)
+rng = np.random.default_rng(7)
+C_IN, FPS, STRIDE, NFRAMES = 32, 30.0, 4, 16
+
+# configs/thumos_i3d.yaml and configs/anet_tsp.yaml at a small size (JSON is YAML).
+CONFIGS = {
+    'config.json': ('weights.safetensors', {
+        'dataset': {'num_classes': 5, 'input_dim': C_IN, 'feat_stride': STRIDE, 'num_frames': NFRAMES,
+                    'trunc_thresh': 0.5, 'crop_ratio': [0.9, 1.0], 'max_seq_len': 768},
+        'model': {'fpn_type': 'identity', 'max_buffer_len_factor': 6.0, 'backbone_arch': [2, 2, 5],
+                  'n_sgp_win_size': 1, 'num_bins': 16, 'k': 5, 'iou_weight_power': 0.2,
+                  'use_trident_head': True, 'sgp_mlp_dim': 96, 'input_noise': 0.0005,
+                  'embd_dim': 64, 'fpn_dim': 64, 'head_dim': 64, 'init_conv_vars': 0.2},
+        'train_cfg': {'init_loss_norm': 100, 'clip_grad_l2norm': 1.0, 'cls_prior_prob': 0.01,
+                      'center_sample': 'radius', 'center_sample_radius': 1.5},
+        'test_cfg': {'voting_thresh': 0.7, 'pre_nms_topk': 2000, 'max_seg_num': 2000, 'min_score': 0.001,
+                     'multiclass_nms': True},
+    }, (('vid00', 300), ('vid01', 768), ('vid02', 1000))),
+    'config_anet.json': ('weights_anet.safetensors', {
+        'dataset': {'num_classes': 1, 'input_dim': C_IN, 'feat_stride': STRIDE, 'num_frames': NFRAMES,
+                    'trunc_thresh': 0.5, 'crop_ratio': [0.9, 1.0], 'max_seq_len': 768},
+        'model': {'fpn_type': 'identity', 'max_buffer_len_factor': 2.0, 'backbone_arch': [2, 2, 5],
+                  'n_sgp_win_size': 15, 'embd_dim': 64, 'sgp_mlp_dim': 128, 'fpn_dim': 64, 'head_dim': 96,
+                  'use_abs_pe': True, 'num_bins': 12, 'iou_weight_power': 1, 'input_noise': 0.5, 'k': 1.3,
+                  'init_conv_vars': 0.2},
+        'train_cfg': {'init_loss_norm': 400, 'clip_grad_l2norm': 0.4, 'cls_prior_prob': 0.01,
+                      'center_sample': 'radius', 'center_sample_radius': 1.5, 'label_smoothing': 0.1},
+        'test_cfg': {'voting_thresh': 0.95, 'pre_nms_topk': 2000, 'max_seg_num': 200, 'min_score': 0.001,
+                     'multiclass_nms': False, 'nms_sigma': 0.70, 'duration_thresh': 0.1},
+    }, (('vid03', 150), ('vid04', 900))),
+}
+
+
+def plain(v):
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+def features(T):
+    t = np.arange(T)[:, None]
+    x = 0.3 * rng.standard_normal((T, C_IN))
+    for _ in range(6):
+        c, w = rng.uniform(0, T), rng.uniform(T / 30, T / 6)
+        x += rng.standard_normal(C_IN)[None, :] * np.exp(-0.5 * ((t - c) / w) ** 2)
+    return x.astype(np.float32)
+
+
+expected = {}
+for cfg_name, (weights_name, user, videos) in CONFIGS.items():
+    with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as f:
+        json.dump(user, f)
+    # load_config merges into its DEFAULTS dict in place: a deep copy per config.
+    import copy
+    import libs.core.config as refcfg
+    cfg = load_config(f.name, defaults=copy.deepcopy(refcfg.DEFAULTS))
+    os.unlink(f.name)
+    model = make_meta_arch(cfg['model_name'], **cfg['model'])
+    model.eval()
+    perturb_parameters(model)
+    saved = {'model_name': cfg['model_name'],
+             'model': {k: plain(v) for k, v in cfg['model'].items() if k not in ('train_cfg', 'test_cfg')},
+             'dataset': plain(cfg['dataset']), 'train_cfg': plain(cfg['train_cfg']),
+             'test_cfg': plain(cfg['test_cfg'])}
+    with open(os.path.join(out, cfg_name), 'w') as fh:
+        json.dump(saved, fh, indent=1)
+    write_safetensors(os.path.join(out, weights_name), {k: v.numpy() for k, v in model.state_dict().items()})
+    for vid, T in videos:
+        x = features(T)
+        np.save(os.path.join(out, vid + '.npy'), x)
+        duration = (T * STRIDE + NFRAMES) / FPS
+        tensors, dets, padded_len, level_lens = run_and_capture(
+            model, {'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
+                    'labels': None, 'fps': FPS, 'duration': duration, 'feat_stride': STRIDE,
+                    'feat_num_frames': NFRAMES})
+        write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
+        expected[vid] = {'config': cfg_name, 'num_feats': T, 'fps': FPS, 'duration': duration,
+                         'padded_len': padded_len, 'detections': dets}
+        print(cfg_name, vid, 'T', T, 'padded', padded_len, 'levels', level_lens, 'dets', len(dets),
+              'top', dets[0] if dets else None)
+with open(os.path.join(out, 'expected_detections.json'), 'w') as fh:
+    json.dump(expected, fh, indent=1)

@@ -1,0 +1,74 @@
+// flowless/infer/trident.hpp - decoding TriDet's Trident head into per-class
+// boundary distances (the reference's TriDet.decode_offset at inference,
+// libs/modeling/meta_archs.py of github.com/dingfengshi/TriDet).
+//
+//   d = trident_decode(bins, start, end, len, C, nb)
+//   bins:  (len, 2, nb + 1) the centre-offset head's output (after Scale and
+//          ReLU): per step, nb + 1 logits for the start side, then nb + 1
+//          for the end side
+//   start, end: (len, C) the start / end boundary heads' logits
+//   d:     (len, C, 2) distances to the start and the end, in units of the
+//          level stride (what decode_candidates takes as class-specific
+//          offsets)
+// For step t and class c, with s(i) = start[i, c] and e(i) = end[i, c], zero
+// outside [0, len) (the reference pads the boundary logits with zeros and
+// its masked convolutions zero the padded steps):
+//   p_j = softmax_j( s(t - nb + j) + bins[t, 0, j] ),  left  = sum_j p_j (nb - j)
+//   q_j = softmax_j( e(t + j)      + bins[t, 1, j] ),  right = sum_j q_j j
+// i.e. the expected distance under a distribution over the nb + 1 steps
+// before (after) t, each step's weight the boundary head's evidence there
+// plus the centre head's bin logit. float32, max-subtracted softmax.
+// Cost: len x C x 2 x (nb + 1) exponentials per level.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "flowless/core/error.hpp"
+
+namespace flowless {
+
+inline std::vector<float> trident_decode(const std::vector<float>& bins, const std::vector<float>& start,
+                                         const std::vector<float>& end, int64_t len, int64_t C, int nb) {
+  FLOWLESS_CHECK(len >= 0 && C >= 1 && nb >= 0, "trident_decode: len ", len, ", ", C, " classes, ", nb, " bins");
+  const int64_t K = nb + 1;
+  FLOWLESS_CHECK(int64_t(bins.size()) == len * 2 * K, "trident_decode: ", bins.size(), " bin logits for ", len,
+                 " steps x 2 x ", K);
+  FLOWLESS_CHECK(int64_t(start.size()) == len * C && int64_t(end.size()) == len * C, "trident_decode: boundary logits ",
+                 start.size(), " / ", end.size(), " for ", len, " steps x ", C, " classes");
+  std::vector<float> out(static_cast<size_t>(len * C * 2));
+  std::vector<float> z(static_cast<size_t>(K));
+  // Expected index under softmax(z), weights w_j = (reverse ? K - 1 - j : j).
+  auto expectation = [&](bool reverse) {
+    float mx = z[0];
+    for (int64_t j = 1; j < K; ++j) mx = std::max(mx, z[size_t(j)]);
+    float sum = 0;
+    for (int64_t j = 0; j < K; ++j) {
+      z[size_t(j)] = std::exp(z[size_t(j)] - mx);
+      sum += z[size_t(j)];
+    }
+    float e = 0;
+    for (int64_t j = 0; j < K; ++j) e += (z[size_t(j)] / sum) * float(reverse ? K - 1 - j : j);
+    return e;
+  };
+  for (int64_t t = 0; t < len; ++t) {
+    const float* bl = bins.data() + t * 2 * K;
+    const float* br = bl + K;
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t j = 0; j < K; ++j) {
+        const int64_t i = t - nb + j;
+        z[size_t(j)] = (i >= 0 ? start[size_t(i * C + c)] : 0.0f) + bl[j];
+      }
+      out[size_t((t * C + c) * 2)] = expectation(true);
+      for (int64_t j = 0; j < K; ++j) {
+        const int64_t i = t + j;
+        z[size_t(j)] = (i < len ? end[size_t(i * C + c)] : 0.0f) + br[j];
+      }
+      out[size_t((t * C + c) * 2 + 1)] = expectation(false);
+    }
+  }
+  return out;
+}
+
+}  // namespace flowless
