@@ -15,6 +15,7 @@
 // product, BM_GemmCpu is flowless::cpu::gemm (the packed AVX-512 kernel, Eigen
 // tiles elsewhere), BM_GemmCpuBf16 the same call in bfloat16.
 // BM_ParallelForHandoff measures the thread pool's own overhead per call.
+// BM_SGPBlockForward / BM_DepthwiseConvWide: TriDet's SGP block (THUMOS size).
 // BM_Conv1dWeightGrad counts the direct product's FLOPs (2 rows Cout Cin K)
 // also where Winograd F(3,2) does a third fewer: its GFLOP/s is nominal.
 //
@@ -30,6 +31,7 @@
 #include "flowless/backend/cpu_gemm.hpp"
 #include "flowless/core/random.hpp"
 #include "flowless/infer/nms.hpp"
+#include "flowless/models/sgp_block.hpp"
 #include "flowless/ops/activations.hpp"
 #include "flowless/ops/conv1d.hpp"
 #include "flowless/ops/layer_norm.hpp"
@@ -324,6 +326,37 @@ void BM_DepthwiseConvStride2Backward(benchmark::State& st) {
   set_bytes(st, 4.0 * (2 * kT + kT / 2) * kC);
 }
 BENCHMARK(BM_DepthwiseConvStride2Backward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- TriDet's SGP block at its THUMOS size (C 512, window 1, k 5 -> wide
+// kernel 11, MLP 768, stride 1: a stem block). GFLOP/s counts the MLP's and
+// the five depthwise convolutions' multiply-adds (2 FLOPs each); the norms,
+// GELU, the gate and the adds are not counted. ----
+void BM_SGPBlockForward(benchmark::State& st) {
+  Rng rng(21);
+  models::SGPBlock<float> block(int(kC), 1, 1, 5.0, 768, 0.0, rng);
+  block.reset_depthwise(0.2, rng);
+  Var<float> x(randn(Shape{1, kT, kC}, 22));
+  const std::vector<int> lengths{int(kT)};
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(block.forward(x, lengths, rng).first.value().data());
+  set_flops(st, 2.0 * kT * (2.0 * kC * 768 + kC * (1 + 1 + 11 + 1)) + 2.0 * kC);
+}
+BENCHMARK(BM_SGPBlockForward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- the SGP block's wide depthwise conv (k 11, stride 1, unmasked) ----
+void BM_DepthwiseConvWide(benchmark::State& st) {
+  Var<float> x(randn(Shape{1, kT, kC}, 23));
+  Var<float> w(randn(Shape{kC, 1, 11}, 24, 0.3));
+  Var<float> b(randn(Shape{kC}, 25, 0.1));
+  Conv1dOptions o;
+  o.padding = 5;
+  o.groups = int(kC);
+  NoGradGuard ng;
+  for (auto _ : st) benchmark::DoNotOptimize(conv1d(x, w, b, o).value().data());
+  set_flops(st, 2.0 * kT * kC * 11);
+  set_bytes(st, 4.0 * 2 * kT * kC);
+}
+BENCHMARK(BM_DepthwiseConvWide)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // ---- max-pool k3 s2 p1 (the branch skip; 2 comparisons per output) ----
 void BM_MaxPool(benchmark::State& st) {

@@ -98,3 +98,30 @@ def run_and_capture(model, video):
     dets = [{'segment': [float(s[0]), float(s[1])], 'label_id': int(lab), 'score': float(sc)}
             for s, sc, lab in zip(res['segments'].numpy(), res['scores'].numpy(), res['labels'].numpy())]
     return tensors, dets, int(captured['masks'][0].shape[-1]), [int(m.sum()) for m in captured['masks']]
+
+
+def saved_config(cfg):
+    """The reference's load_config output as written to config.json:
+    model_name, model (without its train_cfg / test_cfg copies), dataset,
+    train_cfg, test_cfg, tuples as lists."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return {'model_name': cfg['model_name'],
+            'model': {k: plain(v) for k, v in cfg['model'].items() if k not in ('train_cfg', 'test_cfg')},
+            'dataset': plain(cfg['dataset']), 'train_cfg': plain(cfg['train_cfg']),
+            'test_cfg': plain(cfg['test_cfg'])}
+
+
+def blob_features(rng, T, C):
+    """(T, C) float32 input: 0.3 N(0, 1) noise plus six Gaussian bumps in time,
+    each with a random direction in channel space (numpy Generator rng)."""
+    t = np.arange(T)[:, None]
+    x = 0.3 * rng.standard_normal((T, C))
+    for _ in range(6):
+        c, w = rng.uniform(0, T), rng.uniform(T / 30, T / 6)
+        x += rng.standard_normal(C)[None, :] * np.exp(-0.5 * ((t - c) / w) ** 2)
+    return x.astype(np.float32)

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_fixtures import (output_folder, perturb_parameters, run_and_capture,  # noqa: E402
-                                use_reference_checkout, write_safetensors)
+from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
+                                run_and_capture, saved_config, use_reference_checkout,
+                                write_safetensors)
 
 use_reference_checkout('TEMPORALMAXER_ROOT', 'TemporalMaxer')
 from libs.core import load_config  # noqa: E402
@@ -63,36 +64,14 @@ os.unlink(f.name)
 model = make_meta_arch(cfg['model_name'], **cfg['model'])
 model.eval()
 perturb_parameters(model)
-
-
-def plain(v):
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    return v
-
-
-saved = {'model_name': cfg['model_name'],
-         'model': {k: plain(v) for k, v in cfg['model'].items() if k not in ('train_cfg', 'test_cfg')},
-         'dataset': plain(cfg['dataset']), 'train_cfg': plain(cfg['train_cfg']), 'test_cfg': plain(cfg['test_cfg'])}
+saved = saved_config(cfg)
 with open(os.path.join(out, 'config.json'), 'w') as fh:
     json.dump(saved, fh, indent=1)
 write_safetensors(os.path.join(out, 'weights.safetensors'), {k: v.numpy() for k, v in model.state_dict().items()})
 
-
-def features(T):
-    t = np.arange(T)[:, None]
-    x = 0.3 * rng.standard_normal((T, C_IN))
-    for _ in range(6):
-        c, w = rng.uniform(0, T), rng.uniform(T / 30, T / 6)
-        x += rng.standard_normal(C_IN)[None, :] * np.exp(-0.5 * ((t - c) / w) ** 2)
-    return x.astype(np.float32)
-
-
 expected = {}
 for vid, T in (('vid00', 300), ('vid01', 768), ('vid02', 1000)):
-    x = features(T)
+    x = blob_features(rng, T, C_IN)
     np.save(os.path.join(out, vid + '.npy'), x)
     duration = (T * STRIDE + NFRAMES) / FPS
     tensors, dets, padded_len, level_lens = run_and_capture(

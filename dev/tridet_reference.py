@@ -32,6 +32,7 @@ level l on the valid positions: cls_logits.l, offsets.l (T_l, 2 x (bins + 1)),
 start_logits.l, end_logits.l, fpn_feats.l) and expected_detections.json (per
 video: config, num_feats, fps, duration, padded_len, detections).
 """
+import copy
 import json
 import os
 import sys
@@ -41,11 +42,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_fixtures import (output_folder, perturb_parameters, run_and_capture,  # noqa: E402
-                                use_reference_checkout, write_safetensors)
+from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
+                                run_and_capture, saved_config, use_reference_checkout,
+                                write_safetensors)
 
 use_reference_checkout('TRIDET_ROOT', 'TriDet')
 from libs.core import load_config  # noqa: E402
+import libs.core.config as refcfg  # noqa: E402
 from libs.modeling import make_meta_arch  # noqa: E402
 
 out = output_folder('tridet_small')
@@ -82,44 +85,22 @@ CONFIGS = {
 }
 
 
-def plain(v):
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    return v
-
-
-def features(T):
-    t = np.arange(T)[:, None]
-    x = 0.3 * rng.standard_normal((T, C_IN))
-    for _ in range(6):
-        c, w = rng.uniform(0, T), rng.uniform(T / 30, T / 6)
-        x += rng.standard_normal(C_IN)[None, :] * np.exp(-0.5 * ((t - c) / w) ** 2)
-    return x.astype(np.float32)
-
-
 expected = {}
 for cfg_name, (weights_name, user, videos) in CONFIGS.items():
     with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as f:
         json.dump(user, f)
     # load_config merges into its DEFAULTS dict in place: a deep copy per config.
-    import copy
-    import libs.core.config as refcfg
     cfg = load_config(f.name, defaults=copy.deepcopy(refcfg.DEFAULTS))
     os.unlink(f.name)
     model = make_meta_arch(cfg['model_name'], **cfg['model'])
     model.eval()
     perturb_parameters(model)
-    saved = {'model_name': cfg['model_name'],
-             'model': {k: plain(v) for k, v in cfg['model'].items() if k not in ('train_cfg', 'test_cfg')},
-             'dataset': plain(cfg['dataset']), 'train_cfg': plain(cfg['train_cfg']),
-             'test_cfg': plain(cfg['test_cfg'])}
+    saved = saved_config(cfg)
     with open(os.path.join(out, cfg_name), 'w') as fh:
         json.dump(saved, fh, indent=1)
     write_safetensors(os.path.join(out, weights_name), {k: v.numpy() for k, v in model.state_dict().items()})
     for vid, T in videos:
-        x = features(T)
+        x = blob_features(rng, T, C_IN)
         np.save(os.path.join(out, vid + '.npy'), x)
         duration = (T * STRIDE + NFRAMES) / FPS
         tensors, dets, padded_len, level_lens = run_and_capture(

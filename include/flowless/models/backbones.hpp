@@ -118,10 +118,16 @@ Var<T> masked_position_encoding(const Tensor<T>& table_max_len, int64_t B, int64
   return Var<T>(pe);
 }
 
-template <class T>
-class ConvTransformerBackbone : public Backbone<T> {
+/// The pyramid shared by ActionFormer and TriDet: the conv embedding, the
+/// optional absolute position encoding, arch[1] stem blocks and arch[2] branch
+/// blocks (names "stem.i", "branch.i"); levels = stem output + each branch
+/// output. Block: forward(x, lengths, rng) -> (y, out lengths).
+/// make_block(is_branch, i) builds stem block i or branch block i.
+template <class T, class Block>
+class StackedBackbone : public Backbone<T> {
  public:
-  ConvTransformerBackbone(const DetectorConfig& c, Rng& rng) : cfg_(c), embedding_(c, rng) {
+  template <class MakeBlock>
+  StackedBackbone(const DetectorConfig& c, Rng& rng, MakeBlock&& make_block) : cfg_(c), embedding_(c, rng) {
     // Built once, as the reference's pos_embd buffer (not a parameter, not saved).
     if (c.use_abs_pe) pos_table_ = sinusoid_encoding<T>(c.max_seq_len, c.embd_dim);
     for (size_t i = 0; i < embedding_.convs_.size(); ++i) {
@@ -129,12 +135,11 @@ class ConvTransformerBackbone : public Backbone<T> {
       if (c.embd_with_ln) this->register_module("embd_norm." + std::to_string(i), *embedding_.norms_[i]);
     }
     for (int i = 0; i < c.backbone_arch[1]; ++i) {
-      stem_.push_back(std::make_unique<TransformerBlock<T>>(c.embd_dim, c.n_head, 1, c.mha_win_size[0], c.droppath, rng));
+      stem_.push_back(make_block(false, i));
       this->register_module("stem." + std::to_string(i), *stem_.back());
     }
     for (int i = 0; i < c.backbone_arch[2]; ++i) {
-      branch_.push_back(std::make_unique<TransformerBlock<T>>(c.embd_dim, c.n_head, c.scale_factor,
-                                                              c.mha_win_size[1 + i], c.droppath, rng));
+      branch_.push_back(make_block(true, i));
       this->register_module("branch." + std::to_string(i), *branch_.back());
     }
   }
@@ -158,8 +163,20 @@ class ConvTransformerBackbone : public Backbone<T> {
  private:
   DetectorConfig cfg_;
   ConvEmbedding<T> embedding_;
-  std::vector<std::unique_ptr<TransformerBlock<T>>> stem_, branch_;
+  std::vector<std::unique_ptr<Block>> stem_, branch_;
   Tensor<T> pos_table_;  // (max_seq_len, embd_dim) sinusoid table when use_abs_pe
+};
+
+/// ActionFormer's pyramid: TransformerBlocks, stem windows mha_win_size[0],
+/// branch block i window mha_win_size[1 + i] and stride scale_factor.
+template <class T>
+class ConvTransformerBackbone : public StackedBackbone<T, TransformerBlock<T>> {
+ public:
+  ConvTransformerBackbone(const DetectorConfig& c, Rng& rng)
+      : StackedBackbone<T, TransformerBlock<T>>(c, rng, [&](bool branch, int i) {
+          return std::make_unique<TransformerBlock<T>>(c.embd_dim, c.n_head, branch ? c.scale_factor : 1,
+                                                       c.mha_win_size[size_t(branch ? 1 + i : 0)], c.droppath, rng);
+        }) {}
 };
 
 template <class T>
@@ -193,54 +210,22 @@ class ConvPoolerBackbone : public Backbone<T> {
   ConvEmbedding<T> embedding_;
 };
 
-/// TriDet's SGP pyramid (reference "SGP"): the conv embedding, optional
-/// absolute position encoding, arch[1] stem SGPBlocks (window 1, stride 1, no
-/// drop path, whatever the config's windows say, as the reference builds
-/// them), arch[2] branch SGPBlocks (window sgp_win_size[1 + i], stride
-/// scale_factor, drop path droppath).
+/// TriDet's SGP pyramid (reference "SGP"): SGPBlocks; stem blocks have
+/// window 1, stride 1 and no drop path whatever the config's windows say, as
+/// the reference builds them; branch block i has window sgp_win_size[1 + i]
+/// (mha_win_size here), stride scale_factor and drop path droppath. The
+/// depthwise weights start N(0, init_conv_vars).
 template <class T>
-class SGPBackbone : public Backbone<T> {
+class SGPBackbone : public StackedBackbone<T, SGPBlock<T>> {
  public:
-  SGPBackbone(const DetectorConfig& c, Rng& rng) : cfg_(c), embedding_(c, rng) {
-    if (c.use_abs_pe) pos_table_ = sinusoid_encoding<T>(c.max_seq_len, c.embd_dim);
-    for (size_t i = 0; i < embedding_.convs_.size(); ++i) {
-      this->register_module("embd." + std::to_string(i), *embedding_.convs_[i]);
-      if (c.embd_with_ln) this->register_module("embd_norm." + std::to_string(i), *embedding_.norms_[i]);
-    }
-    for (int i = 0; i < c.backbone_arch[1]; ++i) {
-      stem_.push_back(std::make_unique<SGPBlock<T>>(c.embd_dim, 1, 1, c.sgp_k, c.sgp_mlp_dim, 0.0, rng));
-      stem_.back()->reset_depthwise(c.sgp_init_conv_vars, rng);
-      this->register_module("stem." + std::to_string(i), *stem_.back());
-    }
-    for (int i = 0; i < c.backbone_arch[2]; ++i) {
-      branch_.push_back(std::make_unique<SGPBlock<T>>(c.embd_dim, c.mha_win_size[size_t(1 + i)], c.scale_factor, c.sgp_k,
-                                                      c.sgp_mlp_dim, c.droppath, rng));
-      branch_.back()->reset_depthwise(c.sgp_init_conv_vars, rng);
-      this->register_module("branch." + std::to_string(i), *branch_.back());
-    }
-  }
-
-  Pyramid<T> forward(const Var<T>& x_in, const std::vector<int>& lengths, Rng& rng) override {
-    Var<T> x = embedding_.forward(x_in, lengths);
-    if (cfg_.use_abs_pe) x = add(x, masked_position_encoding(pos_table_, x.size(0), x.size(1), lengths, this->is_training()));
-    std::vector<int> len = lengths;
-    for (auto& b : stem_) std::tie(x, len) = b->forward(x, len, rng);
-    Pyramid<T> out;
-    out.first.push_back(x);
-    out.second.push_back(len);
-    for (auto& b : branch_) {
-      std::tie(x, len) = b->forward(x, len, rng);
-      out.first.push_back(x);
-      out.second.push_back(len);
-    }
-    return out;
-  }
-
- private:
-  DetectorConfig cfg_;
-  ConvEmbedding<T> embedding_;
-  std::vector<std::unique_ptr<SGPBlock<T>>> stem_, branch_;
-  Tensor<T> pos_table_;
+  SGPBackbone(const DetectorConfig& c, Rng& rng)
+      : StackedBackbone<T, SGPBlock<T>>(c, rng, [&](bool branch, int i) {
+          auto b = branch ? std::make_unique<SGPBlock<T>>(c.embd_dim, c.mha_win_size[size_t(1 + i)], c.scale_factor,
+                                                          c.sgp_k, c.sgp_mlp_dim, c.droppath, rng)
+                          : std::make_unique<SGPBlock<T>>(c.embd_dim, 1, 1, c.sgp_k, c.sgp_mlp_dim, 0.0, rng);
+          b->reset_depthwise(c.sgp_init_conv_vars, rng);
+          return b;
+        }) {}
 };
 
 template <class T>
