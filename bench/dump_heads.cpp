@@ -6,8 +6,9 @@
 //   flowless_dump_heads MODEL FEATS.npy OUT.safetensors [--config CFG.json] [--threads N]
 //       runs Detector::detect on the (T, C) features and writes the network's
 //       per-level outputs on the valid positions, as the parity fixture names
-//       them: cls_logits.<l> (T_l, classes), offsets.<l> (T_l, 2),
-//       fpn_feats.<l> (T_l, fpn_dim); metadata "buffer_T" = the padded length
+//       them: cls_logits.<l> (T_l, classes), offsets.<l> (T_l, 2; TriDet
+//       2 x (bins + 1)), fpn_feats.<l> (T_l, fpn_dim), for TriDet also
+//       start_logits.<l> and end_logits.<l> (T_l, classes); metadata "buffer_T" = the padded length
 //       the network ran on, "num_detections".
 #include <cstdio>
 #include <string>
@@ -65,6 +66,10 @@ int main(int argc, char** argv) {
       put("cls_logits", raw.cls_logits[l]);
       put("offsets", raw.offsets[l]);
       put("fpn_feats", raw.feats[l]);
+      if (!raw.start_logits.empty()) {  // TriDet's boundary heads
+        put("start_logits", raw.start_logits[l]);
+        put("end_logits", raw.end_logits[l]);
+      }
     }
     io::save_safetensors(pos[2], st);
     return 0;

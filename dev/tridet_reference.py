@@ -30,7 +30,9 @@ dataset, train_cfg, test_cfg), weights[_anet].safetensors (state_dict,
 reference names), vidNN.npy (T, 32) inputs, vidNN.expected.safetensors (per
 level l on the valid positions: cls_logits.l, offsets.l (T_l, 2 x (bins + 1)),
 start_logits.l, end_logits.l, fpn_feats.l) and expected_detections.json (per
-video: config, num_feats, fps, duration, padded_len, detections).
+video: config, num_feats, fps, duration, padded_len, detections); and with
+config.json a training batch (train0.npy, train1.npy, train_gt.json,
+train_losses.json, train_grads.safetensors: write_training_batch).
 """
 import copy
 import json
@@ -85,6 +87,52 @@ CONFIGS = {
 }
 
 
+def write_training_batch(model):
+    """A batch of two videos (768 = max_seq_len and 500 steps) with ground
+    truth in grid units (one segment labelled with two classes, so a point
+    has two positive classes and the Trident head is decoded per class)
+    through the reference's training forward: label assignment, focal loss
+    weighted by (1 - (1 - IoU))^iou_weight_power at the positive classes,
+    DIoU on the per-class decoded distances, the normaliser's update, and the
+    gradient of final_loss for every parameter. Stochastic depth is switched
+    off (its modules in eval mode; their affine scale still applies) and so
+    is the input noise (input_noise 0 for this forward)."""
+    model.train()
+    for mod in model.modules():
+        if 'Drop' in type(mod).__name__:
+            mod.eval()
+    noise = model.input_noise
+    model.input_noise = 0.0
+    model.zero_grad()
+    batch, gts = [], []
+    for b, (T, segs, labs) in enumerate(((768, [[10.5, 30.25], [60.0, 61.5], [100.0, 185.0], [100.0, 185.0],
+                                                 [300.0, 700.0]], [0, 1, 2, 4, 3]),
+                                         (500, [[2.0, 9.0], [40.5, 120.0], [131.0, 149.5], [400.0, 498.0]],
+                                          [1, 1, 3, 0]))):
+        x = blob_features(rng, T, C_IN)
+        np.save(os.path.join(out, f'train{b}.npy'), x)
+        batch.append({'video_id': f'train{b}', 'feats': torch.from_numpy(np.ascontiguousarray(x.T)),
+                      'segments': torch.tensor(segs, dtype=torch.float32),
+                      'labels': torch.tensor(labs, dtype=torch.int64), 'fps': FPS,
+                      'duration': (T * STRIDE + NFRAMES) / FPS, 'feat_stride': STRIDE, 'feat_num_frames': NFRAMES})
+        gts.append({'segments': segs, 'labels': labs, 'num_feats': T})
+    norm_before = float(model.loss_normalizer)
+    losses = model(batch)
+    losses['final_loss'].backward()
+    with open(os.path.join(out, 'train_gt.json'), 'w') as f:
+        json.dump(gts, f, indent=1)
+    with open(os.path.join(out, 'train_losses.json'), 'w') as f:
+        json.dump({'init_loss_norm': norm_before, 'loss_norm_after': float(model.loss_normalizer),
+                   'cls_loss': float(losses['cls_loss']), 'reg_loss': float(losses['reg_loss']),
+                   'final_loss': float(losses['final_loss'])}, f, indent=1)
+    write_safetensors(os.path.join(out, 'train_grads.safetensors'),
+                      {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
+    print('train losses', {k: float(v) for k, v in losses.items()}, 'norm', norm_before, '->',
+          float(model.loss_normalizer))
+    model.input_noise = noise
+    model.eval()
+
+
 expected = {}
 for cfg_name, (weights_name, user, videos) in CONFIGS.items():
     with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as f:
@@ -112,5 +160,7 @@ for cfg_name, (weights_name, user, videos) in CONFIGS.items():
                          'padded_len': padded_len, 'detections': dets}
         print(cfg_name, vid, 'T', T, 'padded', padded_len, 'levels', level_lens, 'dets', len(dets),
               'top', dets[0] if dets else None)
+    if cfg_name == 'config.json':
+        write_training_batch(model)
 with open(os.path.join(out, 'expected_detections.json'), 'w') as fh:
     json.dump(expected, fh, indent=1)

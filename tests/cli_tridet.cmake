@@ -1,8 +1,9 @@
 # `flowless detect` on a TriDet checkpoint with TriDet's own config
 # (tests/data/tridet_small, from the reference code): the same number of
 # detections per video as the reference and the same best label; a config
-# with an unsupported downsampling is named in the error; `flowless train`
-# refuses TriDet (inference only). Needs -DCLI, -DWORK_DIR and -DDATA.
+# with an unsupported downsampling is named in the error; `flowless train
+# --arch tridet` trains one on the tiny synthetic data. Needs -DCLI, -DWORK_DIR
+# and -DDATA.
 set(W ${WORK_DIR})
 file(REMOVE_RECURSE ${W})
 include(${CMAKE_CURRENT_LIST_DIR}/cli_common.cmake)
@@ -20,10 +21,29 @@ if(EXISTS ${W}/bad.json)
   message(FATAL_ERROR "a failed detect wrote its --out file")
 endif()
 
-# Training a TriDet model is refused with the reason, before anything is trained.
-run(${CLI} synth --out ${W}/data --preset tiny --seed 2)
-run_fails("run inference only" ${CLI} train --data ${W}/data --arch tridet --out ${W}/td.safetensors)
-if(EXISTS ${W}/td.safetensors)
+# A TriDet trains from the command line (Trident head loss, input noise) and its
+# file detects and evaluates; DCD with the TriDet family is refused with the reason.
+set(D ${W}/data)
+run(${CLI} synth --out ${D} --preset tiny --seed 2)
+run(${CLI} train --data ${D} --modality flow --arch tridet --preset tiny --epochs 1 --quiet --out ${W}/td.safetensors)
+run(${CLI} info ${W}/td.safetensors)
+string(FIND "${LAST_OUT}" "tridet" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "info does not name the tridet family:\n${LAST_OUT}")
+endif()
+run(${CLI} detect --model ${W}/td.safetensors --data ${D} --split test --out ${W}/pred_td.json)
+run(${CLI} eval --annotations ${D}/annotations.json --split test --pred ${W}/pred_td.json --json)
+string(FIND "${LAST_OUT}" "average_mAP" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "eval printed no average_mAP:\n${LAST_OUT}")
+endif()
+run_fails("with the TriDet family is not supported" ${CLI} train --data ${D} --dcd --teacher ${W}/td.safetensors
+          --arch tridet --preset tiny --epochs 1 --quiet --out ${W}/dcd.safetensors)
+if(EXISTS ${W}/dcd.safetensors)
   message(FATAL_ERROR "a refused train wrote its --out file")
+endif()
+run_fails("the TriDet family does not support" ${CLI} experiment --arch tridet --seeds 1 --out ${W}/exp)
+if(EXISTS ${W}/exp)
+  message(FATAL_ERROR "a refused experiment created its --out folder")
 endif()
 message(STATUS "cli TriDet checkpoint ok")

@@ -186,18 +186,100 @@ TEST_CASE("tridet parity: ActivityNet config (window 15, position encoding, clas
   for (const char* vid : {"vid03", "vid04"}) check_td_video(*model, vid);
 }
 
-TEST_CASE("tridet: a saved model file reloads, and training is refused with a reason") {
+TEST_CASE("tridet: a saved model file reloads with its config") {
   auto model = models::load_reference_detector<float>(td_config(), kDir + "weights.safetensors");
   const std::string path = std::string(FLOWLESS_BINARY_DIR) + "/test_tridet_model.safetensors";
   models::save_detector(path, *model);
   auto back = models::load_detector<float>(path);
   CHECK(back->config().arch == "tridet");
+  CHECK(back->config().iou_weight_power == doctest::Approx(0.2));
   CHECK(back->num_parameters() == model->num_parameters());
   check_td_video(*back, "vid00");
   std::remove(path.c_str());
-  // The Trident head's loss is not implemented: Detector::loss says so.
-  models::DetectorOutput<float> out;
-  out.cls_logits.push_back(Var<float>(Tensor<float>::zeros(Shape{1, 32, 5})));
-  DetectionLoss<float> criterion(model->config().loss_config());
-  CHECK_THROWS_WITH(model->loss(out, {models::VideoTargets{}}, criterion), doctest::Contains("training TriDet models"));
+}
+
+TEST_CASE("trident decode at chosen pairs: values as the inference decode, and gradients") {
+  // Two levels (lengths 6 and 3), B = 2, C = 2, nb = 2.
+  PointSet pts = make_points({6, 3}, {1, 2}, {{0, 4}, {4, 100}});
+  Rng rng(13);
+  const int nb = 2;
+  auto bins = Var<double>::parameter(test::random_tensor(Shape{2, 9, 6}, rng));
+  auto st = Var<double>::parameter(test::random_tensor(Shape{2, 9, 2}, rng));
+  auto en = Var<double>::parameter(test::random_tensor(Shape{2, 9, 2}, rng));
+  // First and last steps of each level (the zero padding), both classes, both videos.
+  const std::vector<TridentPair> pairs{{0, 0, 0}, {0, 5, 1}, {1, 6, 0}, {1, 8, 1}, {1, 3, 1}, {0, 7, 0}, {0, 0, 0}};
+  Var<double> d = trident_decode_pairs(bins, st, en, pts, nb, pairs);
+  REQUIRE(d.shape() == Shape{7, 2});
+  // Against the host decode of each level.
+  for (size_t p = 0; p < pairs.size(); ++p) {
+    const TridentPair& q = pairs[p];
+    const int l = pts.level_of(q.n);
+    const int64_t base = pts.offset[size_t(l)], len = pts.levels[size_t(l)].length;
+    std::vector<float> b, s, e;
+    for (int64_t t = 0; t < len; ++t) {
+      for (int j = 0; j < 6; ++j) b.push_back(float(bins.value()[(q.b * 9 + base + t) * 6 + j]));
+      for (int c = 0; c < 2; ++c) {
+        s.push_back(float(st.value()[(q.b * 9 + base + t) * 2 + c]));
+        e.push_back(float(en.value()[(q.b * 9 + base + t) * 2 + c]));
+      }
+    }
+    const std::vector<float> h = trident_decode(b, s, e, len, 2, nb);
+    CAPTURE(p);
+    CHECK(d.value()[2 * int64_t(p)] == doctest::Approx(h[size_t(((q.n - base) * 2 + q.c) * 2)]).epsilon(1e-5));
+    CHECK(d.value()[2 * int64_t(p) + 1] == doctest::Approx(h[size_t(((q.n - base) * 2 + q.c) * 2 + 1)]).epsilon(1e-5));
+  }
+  test::check_gradients([&](std::vector<Var<double>>& v) { return trident_decode_pairs(v[0], v[1], v[2], pts, nb, pairs); },
+                        {bins, st, en});
+  CHECK_THROWS_WITH(trident_decode_pairs(bins, st, en, pts, nb, {{2, 0, 0}}), doctest::Contains("outside (2, 9, 2)"));
+  CHECK_THROWS_WITH(trident_decode_pairs(bins, st, en, pts, 3, pairs), doctest::Contains("for 3 bins"));
+}
+
+TEST_CASE("tridet loss pieces: per-element focal loss, per-row IoU loss, power, and their gradients") {
+  Rng rng(17);
+  Tensor<double> y(Shape{3, 4});
+  for (int64_t i = 0; i < y.numel(); ++i) y[i] = (i % 5 == 0) ? 1.0 : 0.0;
+  auto x = Var<double>::parameter(test::random_tensor(Shape{3, 4}, rng, 2.0));
+  Var<double> fe = sigmoid_focal_loss_elementwise(x, y);
+  double total = 0;
+  for (int64_t i = 0; i < fe.value().numel(); ++i) total += fe.value()[i];
+  CHECK(total == doctest::Approx(sigmoid_focal_loss(x, y).value()[0]).epsilon(1e-12));
+  test::check_gradients([&](std::vector<Var<double>>& v) { return sigmoid_focal_loss_elementwise(v[0], y); }, {x});
+  Tensor<double> tg(Shape{4, 2});
+  Tensor<double> pr(Shape{4, 2});
+  for (int64_t i = 0; i < 8; ++i) {
+    tg[i] = 0.5 + std::abs(rng.normal());
+    pr[i] = 0.5 + std::abs(rng.normal());
+  }
+  auto pv = Var<double>::parameter(pr);
+  Var<double> iou = iou_loss_1d_rows(pv, tg);
+  for (int64_t r = 0; r < 4; ++r) {
+    const double inter = std::min(pr[2 * r], tg[2 * r]) + std::min(pr[2 * r + 1], tg[2 * r + 1]);
+    CHECK(iou.value()[r] == doctest::Approx(1.0 - inter / (pr[2 * r] + pr[2 * r + 1] + tg[2 * r] + tg[2 * r + 1] - inter)));
+  }
+  test::check_gradients([&](std::vector<Var<double>>& v) { return iou_loss_1d_rows(v[0], tg); }, {pv});
+  test::check_gradients([](std::vector<Var<double>>& v) { return power(rsub_scalar(1.5, v[0]), 0.2); },
+                        {Var<double>::parameter(Tensor<double>::from_vector({0.1, 0.4, 0.9, 1.2}, Shape{4}))});
+}
+
+TEST_CASE("tridet training parity: losses and every gradient match the reference code") {
+  // The batch of dev/tridet_reference.py: two videos, a segment labelled with
+  // two classes, IoU-weighted focal loss (power 0.2), DIoU on the per-class
+  // decoded distances; without stochastic depth and input noise.
+  auto model = models::load_reference_detector<float>(td_config(), kDir + "weights.safetensors");
+  test::check_reference_training(*model, kDir);
+}
+
+TEST_CASE("tridet training: the input noise is drawn in training only") {
+  DetectorConfig c = td_config();
+  c.input_noise = 0.5;
+  models::Detector<float> det(c, 3);
+  Tensor<float> x = Tensor<float>::zeros(Shape{1, 768, 32});
+  const std::vector<int> len{700};
+  det.train(false);
+  auto a = det.features(Var<float>(x), len);
+  auto b = det.features(Var<float>(x), len);
+  CHECK(test::worst_violation(a.first[0].value().data(), b.first[0].value().data(), a.first[0].value().numel(), 1e-7) == 0.0);
+  det.train(true);
+  auto n = det.features(Var<float>(x), len);
+  CHECK(test::worst_violation(n.first[0].value().data(), a.first[0].value().data(), a.first[0].value().numel(), 1e-3) > 1.0);
 }

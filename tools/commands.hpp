@@ -184,7 +184,7 @@ class Commands {
     s->add_option("--data", tr_.data, "dataset folder")->required();
     s->add_option("--out", tr_.out, "model file to write (.safetensors)")->required();
     s->add_option("--modality", tr_.modality, "rgb | flow | two-stream (detectors)")->capture_default_str();
-    s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer (tridet: inference only)")->capture_default_str();
+    s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer | tridet")->capture_default_str();
     s->add_option("--preset", tr_.preset, "model/training preset: small | tiny | thumos")->capture_default_str();
     s->add_option("--config", tr_.config_path, "reference config JSON (model section overrides the preset)");
     s->add_option("--epochs", tr_.epochs, "cosine epochs after warmup (default: preset)");
@@ -388,6 +388,8 @@ class Commands {
       workflow::TrainRequest probe;
       workflow::configure_variant(probe, v);
       workflow::variant_file_stem(v);
+      FLOWLESS_CHECK(exp_.arch != "tridet" || probe.mode == "detector", "experiment: variant '", v,
+                     "' distills, which the TriDet family does not support; with --arch tridet use rgb flow two-stream");
     }
     io::make_dirs(exp_.out);
     const data::SynthConfig synth_cfg = synth_config_of(exp_.preset, exp_.synth_config);
@@ -629,7 +631,7 @@ class Commands {
       }
       return 0;
     });
-    s->add_option("--preset", bench_.preset, "actionformer-thumos | actionformer-small | temporalmaxer-thumos")
+    s->add_option("--preset", bench_.preset, "actionformer-thumos | actionformer-small | temporalmaxer-thumos | tridet-thumos")
         ->capture_default_str();
     s->add_option("--T", bench_.T, "snippets of the benchmark video")->capture_default_str();
     s->add_option("--threads", bench_.threads, "worker threads")->capture_default_str();

@@ -88,7 +88,7 @@
 namespace flowless::bench {
 
 struct ModelBenchOptions {
-  std::string preset = "actionformer-thumos";  // "actionformer-thumos" | "actionformer-small" | "temporalmaxer-thumos"
+  std::string preset = "actionformer-thumos";  // "actionformer-thumos" | "actionformer-small" | "temporalmaxer-thumos" | "tridet-thumos"
   int64_t T = 2304;       // snippets of the benchmark video
   int threads = 1;
   bool train = false;     // also time a training step (batch 2, T = max_seq_len)
@@ -110,11 +110,22 @@ struct ModelBenchOptions {
 ///                          arch (2, 2, 5), 20 classes, max_seq_len 2304 (29,251,612 parameters)
 ///   actionformer-small   : the parity fixture's size: 32 -> 64, 4 heads, window 9, 5 classes, max_seq_len 768
 ///   temporalmaxer-thumos : the THUMOS embedding and heads with the parameter-free max-pool pyramid
+///   tridet-thumos        : TriDet's configs/thumos_i3d.yaml: 2048 -> 512, SGP window 1, k 5, MLP 768,
+///                          Trident head with 16 bins, 20 classes, max_seq_len 2304
 inline DetectorConfig model_bench_preset(const std::string& name) {
   DetectorConfig c;
   if (name == "actionformer-thumos" || name == "temporalmaxer-thumos") {
     c.mha_win_size.assign(size_t(c.backbone_arch[2] + 1), 19);
     if (name == "temporalmaxer-thumos") c.arch = "temporalmaxer";
+  } else if (name == "tridet-thumos") {
+    c.arch = "tridet";
+    c.mha_win_size.assign(size_t(c.backbone_arch[2] + 1), 1);
+    c.sgp_k = 5;
+    c.sgp_mlp_dim = 768;
+    c.sgp_init_conv_vars = 0.2;  // non-zero weights (the speed does not depend on them)
+    c.num_bins = 16;
+    c.iou_weight_power = 0.2;
+    c.inference_padding = "max_seq_len";
   } else if (name == "actionformer-small") {
     c.input_dim = 32;
     c.num_classes = 5;
@@ -123,7 +134,7 @@ inline DetectorConfig model_bench_preset(const std::string& name) {
     c.mha_win_size.assign(size_t(c.backbone_arch[2] + 1), 9);
   } else {
     FLOWLESS_FAIL("model bench: unknown preset '", name,
-                  "' (known: actionformer-thumos, actionformer-small, temporalmaxer-thumos)");
+                  "' (known: actionformer-thumos, actionformer-small, temporalmaxer-thumos, tridet-thumos)");
   }
   c.validate("model bench preset " + name);
   return c;
@@ -158,6 +169,21 @@ inline std::map<std::string, double> model_forward_flops(const DetectorConfig& c
       t = tout;
       if (down || b + 1 == c.backbone_arch[1]) level_len.push_back(t);  // stem output, then every branch output
     }
+  } else if (c.arch == "tridet") {
+    // SGP blocks: depthwise psi, convw (window w), convkw (wide), fc (1x1),
+    // global_fc (one step per video); the MLP D -> H -> D.
+    int64_t t = T;
+    const int nblocks = c.backbone_arch[1] + c.backbone_arch[2];
+    for (int b = 0; b < nblocks; ++b) {
+      const bool down = b >= c.backbone_arch[1];
+      const int64_t tout = down ? (t + c.scale_factor - 1) / c.scale_factor : t;
+      const int w = down ? c.mha_win_size[size_t(b - c.backbone_arch[1] + 1)] : 1;
+      f["sgp_depthwise"] += 2.0 * double(tout) * D * double(2 * w + models::sgp_wide_kernel(w, c.sgp_k) + 1) + 2.0 * D;
+      f["mlp"] += 2.0 * 2.0 * double(tout) * D * double(c.sgp_mlp_dim);
+      t = tout;
+      if (down || b + 1 == c.backbone_arch[1]) level_len.push_back(t);
+    }
+    if (c.backbone_arch[1] == 0) level_len.insert(level_len.begin(), T);
   } else {
     int64_t t = T;
     level_len.push_back(t);
@@ -170,7 +196,13 @@ inline std::map<std::string, double> model_forward_flops(const DetectorConfig& c
     const double cin = i == 0 ? c.fpn_dim : c.head_dim;
     f["heads"] += 2.0 * 2.0 * pts * cin * c.head_dim * K;  // cls + reg trunks
   }
-  f["heads"] += 2.0 * pts * double(c.head_dim) * K * double(c.num_classes + 2);
+  f["heads"] += 2.0 * pts * double(c.head_dim) * K * double(c.num_classes + c.offset_channels());
+  if (c.trident()) {  // the start and end boundary heads: two more trunks and classifiers
+    const double Kb = c.boundary_kernel_size;
+    for (int i = 0; i < c.head_num_layers - 1; ++i)
+      f["boundary_heads"] += 2.0 * 2.0 * pts * (i == 0 ? c.fpn_dim : c.head_dim) * c.head_dim * Kb;
+    f["boundary_heads"] += 2.0 * 2.0 * pts * double(c.head_dim) * Kb * double(c.num_classes);
+  }
   double total = 0;
   for (auto& [k, v] : f) total += (v *= double(B));
   f["total"] = total;

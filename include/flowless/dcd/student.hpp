@@ -116,6 +116,11 @@ DetectionLossOutput<T> head_loss(const DetectorOutput<T>& out, const PointSet& p
   for (int64_t b = 0; b < B; ++b)
     for (auto& l : out.lengths) valid[size_t(b)].push_back(l[size_t(b)]);
   Var<T> cls = concat_time(out.cls_logits), off = concat_time(out.offsets);
+  if (!out.start_logits.empty()) {  // TriDet's Trident head
+    Var<T> st = concat_time(out.start_logits), en = concat_time(out.end_logits);
+    return update ? criterion.trident(cls, off, st, en, pts, valid, targets)
+                  : criterion.trident_evaluate(cls, off, st, en, pts, valid, targets);
+  }
   return update ? criterion(cls, off, pts, valid, targets) : criterion.evaluate(cls, off, pts, valid, targets);
 }
 

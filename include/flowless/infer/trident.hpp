@@ -18,9 +18,12 @@
 // i.e. the expected distance under a distribution over the nb + 1 steps
 // before (after) t, each step's weight the boundary head's evidence there
 // plus the centre head's bin logit. float32, max-subtracted softmax.
-// Cost: len x C x 2 x (nb + 1) exponentials per level.
+// Cost: len x C x 2 x (nb + 1) exponentials per level. The training form,
+// with gradients, on selected (video, point, class) triples of a whole
+// pyramid is ops/trident_decode.hpp.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -28,6 +31,27 @@
 #include "flowless/core/error.hpp"
 
 namespace flowless {
+
+namespace trident_detail {
+/// In place: z[0:K] -> softmax(z) (max-subtracted); returns the expected
+/// index sum_j p_j w_j, w_j = K - 1 - j when `reverse` (the start side), else j.
+template <class T>
+inline T softmax_expectation(T* z, int64_t K, bool reverse) {
+  T mx = z[0];
+  for (int64_t j = 1; j < K; ++j) mx = std::max(mx, z[j]);
+  T sum = 0;
+  for (int64_t j = 0; j < K; ++j) {
+    z[j] = std::exp(z[j] - mx);
+    sum += z[j];
+  }
+  T e = 0;
+  for (int64_t j = 0; j < K; ++j) {
+    z[j] = z[j] / sum;
+    e += z[j] * T(reverse ? K - 1 - j : j);
+  }
+  return e;
+}
+}  // namespace trident_detail
 
 inline std::vector<float> trident_decode(const std::vector<float>& bins, const std::vector<float>& start,
                                          const std::vector<float>& end, int64_t len, int64_t C, int nb) {
@@ -39,19 +63,7 @@ inline std::vector<float> trident_decode(const std::vector<float>& bins, const s
                  start.size(), " / ", end.size(), " for ", len, " steps x ", C, " classes");
   std::vector<float> out(static_cast<size_t>(len * C * 2));
   std::vector<float> z(static_cast<size_t>(K));
-  // Expected index under softmax(z), weights w_j = (reverse ? K - 1 - j : j).
-  auto expectation = [&](bool reverse) {
-    float mx = z[0];
-    for (int64_t j = 1; j < K; ++j) mx = std::max(mx, z[size_t(j)]);
-    float sum = 0;
-    for (int64_t j = 0; j < K; ++j) {
-      z[size_t(j)] = std::exp(z[size_t(j)] - mx);
-      sum += z[size_t(j)];
-    }
-    float e = 0;
-    for (int64_t j = 0; j < K; ++j) e += (z[size_t(j)] / sum) * float(reverse ? K - 1 - j : j);
-    return e;
-  };
+  auto expectation = [&](bool reverse) { return trident_detail::softmax_expectation(z.data(), K, reverse); };
   for (int64_t t = 0; t < len; ++t) {
     const float* bl = bins.data() + t * 2 * K;
     const float* br = bl + K;

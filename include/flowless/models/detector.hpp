@@ -165,8 +165,15 @@ class Detector : public nn::Module<T> {
   }
 
   /// Backbone + neck: the per-level features the heads (and distillation) read.
-  Pyramid<T> features(const Var<T>& x, const std::vector<int>& lengths) {
-    check_input(x, lengths);
+  Pyramid<T> features(const Var<T>& x_in, const std::vector<int>& lengths) {
+    check_input(x_in, lengths);
+    Var<T> x = x_in;
+    if (this->is_training() && cfg_.arch == "tridet" && cfg_.input_noise > 0) {
+      // TriDet's training trick: Gaussian noise of std input_noise on the whole padded batch.
+      Tensor<T> noisy = x_in.value().clone();
+      for (int64_t i = 0; i < noisy.numel(); ++i) noisy[i] += T(cfg_.input_noise * rng_.normal());
+      x = Var<T>(std::move(noisy));
+    }
     auto [feats, lens] = backbone_->forward(x, lengths, rng_);
     std::vector<std::vector<int>> fpn_lens(lens.begin() + cfg_.fpn_start_level, lens.end());
     return {neck_->forward(feats, lens), fpn_lens};
@@ -201,8 +208,6 @@ class Detector : public nn::Module<T> {
 
   /// The reference's training loss on a forward output (B videos, same buffer).
   DetectionLossOutput<T> loss(const DetectorOutput<T>& out, const std::vector<VideoTargets>& gt, DetectionLoss<T>& criterion) const {
-    FLOWLESS_CHECK(cfg_.arch != "tridet", "Detector::loss: training TriDet models (Trident head loss) is not supported; "
-                   "tridet models run inference only");
     const int64_t B = out.cls_logits[0].size(0), Tbuf = out.cls_logits[0].size(1);
     FLOWLESS_CHECK(int64_t(gt.size()) == B, "Detector::loss: ", gt.size(), " targets for batch ", B);
     std::vector<PointTargets> targets;
@@ -211,6 +216,9 @@ class Detector : public nn::Module<T> {
       targets.push_back(assign(gt[b], Tbuf));
       for (auto& l : out.lengths) valid[b].push_back(l[b]);
     }
+    if (!out.start_logits.empty())  // TriDet's Trident head
+      return criterion.trident(concat_time(out.cls_logits), concat_time(out.offsets), concat_time(out.start_logits),
+                               concat_time(out.end_logits), points(Tbuf), valid, targets);
     return criterion(concat_time(out.cls_logits), concat_time(out.offsets), points(Tbuf), valid, targets);
   }
 

@@ -18,7 +18,7 @@
 // select arch "tridet": SGP blocks (n_sgp_win_size, sgp_mlp_dim, k,
 // init_conv_vars, downsample_type "max"), the Trident head (use_trident_head,
 // num_bins, boudary_kernel_size - the reference's spelling) and padding to
-// max_seq_len at inference; inference only (training refuses it).
+// max_seq_len at inference.
 #pragma once
 
 #include <array>
@@ -70,7 +70,8 @@ struct DetectorConfig {
   bool use_trident_head = true;      // model.use_trident_head
   int num_bins = 16;                 // model.num_bins: boundary bins (excluding 0)
   int boundary_kernel_size = 3;      // model.boudary_kernel_size
-  double iou_weight_power = 1.0, input_noise = 0.0;  // training settings, kept for the round trip
+  double iou_weight_power = 1.0;     // model.iou_weight_power: exponent of the IoU weight in the focal loss
+  double input_noise = 0.0;          // model.input_noise: std of the Gaussian noise added to training inputs
   int fpn_start_level = 0;
   std::vector<std::array<float, 2>> regression_range{{0, 4}, {4, 8}, {8, 16}, {16, 32}, {32, 64}, {64, 10000}};
   int max_seq_len = 2304;
@@ -145,6 +146,7 @@ struct DetectorConfig {
     c.init_loss_norm = init_loss_norm;
     c.loss_weight = loss_weight;
     c.label_smoothing = label_smoothing;
+    c.iou_weight_power = iou_weight_power;
     return c;
   }
   /// Every field a model is built from is range-checked here, before any
@@ -237,8 +239,8 @@ struct DetectorConfig {
       FLOWLESS_CHECK(num_bins >= 0 && num_bins <= 1024, ctx, ": num_bins ", num_bins, " is not in [0, 1024]");
       FLOWLESS_CHECK(boundary_kernel_size >= 1 && boundary_kernel_size % 2 == 1 && boundary_kernel_size <= 1023, ctx,
                      ": boudary_kernel_size ", boundary_kernel_size, " must be odd and in [1, 1023]");
-      FLOWLESS_CHECK(std::isfinite(iou_weight_power) && std::isfinite(input_noise), ctx,
-                     ": iou_weight_power and input_noise must be finite");
+      FLOWLESS_CHECK(std::isfinite(iou_weight_power) && iou_weight_power >= 0 && std::isfinite(input_noise) &&
+                         input_noise >= 0, ctx, ": iou_weight_power and input_noise must be finite and >= 0");
       for (size_t l = 1; l < mha_win_size.size(); ++l)
         FLOWLESS_CHECK(mha_win_size[l] >= 1 && mha_win_size[l] % 2 == 1 && mha_win_size[l] <= 1023, ctx,
                        ": n_sgp_win_size of level ", l, " is ", mha_win_size[l], "; SGP windows must be odd and in [1, 1023]");

@@ -5,6 +5,7 @@
 //   add(a, b), sub(a, b), mul(a, b)   a, b same shape -> same shape
 //   scale(x, s)                       x * constant s (T)
 //   mul_scalar(x, s)                  s: numel 1 (a learnable scalar, e.g. the regression Scale)
+//   power(x, e), rsub_scalar(s, x)    x^e and s - x for a constant e, s
 //   mul_channels(x, g)                x: (..., C), g: numel C (any shape, e.g. (1, C, 1)); y[r, c] = x[r, c] * g[c]
 //   add_channels(x, b)                x: (..., C), b: numel C;                            y[r, c] = x[r, c] + b[c]
 //   mask_time(x, lengths)             x: (B, T, ...); rows t >= lengths[b] become 0; empty lengths = identity
@@ -24,6 +25,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -228,6 +230,38 @@ Var<T> mul_scalar(const Var<T>& x, const Var<T>& s) {
       });
       out.input_grad(1).data()[0] += tot;
     }
+  });
+}
+
+/// y = x^e elementwise (torch.pow(x, e) for a Python float e); backward
+/// e * x^(e - 1).
+template <class T>
+Var<T> power(const Var<T>& x, T e) {
+  const int64_t n = x.value().numel();
+  Tensor<T> Y(x.shape());
+  const T* px = x.value().data();
+  for (int64_t i = 0; i < n; ++i) Y[i] = e == T(1) ? px[i] : std::pow(px[i], e);
+  return make_op<T>(std::move(Y), {x}, "power", [n, e](Node<T>& out) {
+    if (!out.needs_grad(0)) return;
+    const T* px = out.inputs[0]->value.data();
+    const T* g = out.grad.data();
+    T* dx = out.input_grad(0).data();
+    for (int64_t i = 0; i < n; ++i) dx[i] += g[i] * (e == T(1) ? T(1) : e * std::pow(px[i], e - T(1)));
+  });
+}
+
+/// y = s - x elementwise (a Python scalar minus a tensor).
+template <class T>
+Var<T> rsub_scalar(T s, const Var<T>& x) {
+  const int64_t n = x.value().numel();
+  Tensor<T> Y(x.shape());
+  const T* px = x.value().data();
+  for (int64_t i = 0; i < n; ++i) Y[i] = s - px[i];
+  return make_op<T>(std::move(Y), {x}, "rsub_scalar", [n](Node<T>& out) {
+    if (!out.needs_grad(0)) return;
+    const T* g = out.grad.data();
+    T* dx = out.input_grad(0).data();
+    for (int64_t i = 0; i < n; ++i) dx[i] -= g[i];
   });
 }
 

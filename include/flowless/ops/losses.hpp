@@ -8,6 +8,8 @@
 //   mse_loss(x, target, row_weight)                      sum_r w_r * sum_c (x - t)^2
 //   bce_with_logits(logits, target_probs, row_weight)    soft targets in [0, 1]
 //   l1_loss(x, target, row_weight)                       sum_r w_r * sum_c |x - t|
+//   sigmoid_focal_loss_elementwise(logits, targets)      per element, not summed (TriDet)
+//   iou_loss_1d_rows(pred, target, eps)                  (N,) per row 1 - IoU (TriDet's ctr_giou_loss_1d)
 // A "row" is a slice along the last dimension (numel / size(-1) rows); an
 // empty row_weight means every weight is 1.
 //
@@ -195,6 +197,81 @@ Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alph
     });
   });
 }
+/// The same focal loss per element (reduction 'none'): a Var of the logits'
+/// shape. TriDet reweights its positive elements before summing.
+template <class T>
+Var<T> sigmoid_focal_loss_elementwise(const Var<T>& logits, const Tensor<T>& targets, T alpha = T(0.25), T gamma = T(2)) {
+  using A = detail::LossArr<T>;
+  using M = detail::LossMap<T>;
+  const Tensor<T>& X = logits.value();
+  int64_t rows, cols;
+  detail::loss_rows(X, rows, cols);
+  detail::loss_check("sigmoid_focal_loss_elementwise", X, targets, 0, rows);
+  const T one_m_alpha = T(1.0 - double(alpha));
+  const bool use_alpha = alpha >= T(0);
+  const int64_t n = X.numel();
+  Tensor<T> Y(X.shape());
+  {
+    M x(X.data(), n), y(targets.data(), n);
+    const A p = (T(1) + (-x).exp()).inverse();
+    const A ce = detail::bce_logits_terms<T>(x, y);
+    const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
+    A o = ce * detail::pow_array(m, gamma);
+    if (use_alpha) o = (alpha * y + one_m_alpha * (T(1) - y)) * o;
+    std::copy(o.data(), o.data() + n, Y.data());
+  }
+  return make_op<T>(std::move(Y), {logits}, "sigmoid_focal_loss_elementwise",
+                    [=, Yk = detail::loss_keep(targets, logits)](Node<T>& out) {
+    if (!out.needs_grad(0)) return;
+    M x(out.inputs[0]->value.data(), n), y(Yk.data(), n), g(out.grad.data(), n);
+    const A p = (T(1) + (-x).exp()).inverse();
+    const A ce = detail::bce_logits_terms<T>(x, y);
+    const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
+    const A at = use_alpha ? A(alpha * y + one_m_alpha * (T(1) - y)) : A(A::Ones(n));
+    const A d_ce = at * detail::pow_array(m, gamma);
+    const A d_pt = gamma == T(0) ? A(A::Zero(n)) : A(-(at * ce * gamma * detail::pow_array(m, gamma - T(1))));
+    const A d = g * (d_ce * (p - y) + (d_pt * y - d_pt * (T(1) - y)) * (p * (T(1) - p)));
+    T* dx = out.input_grad(0).data();
+    for (int64_t i = 0; i < n; ++i) dx[i] += d[i];
+  });
+}
+
+/// ctr_giou_loss_1d with reduction 'none' (which the reference reduces to
+/// 1 - IoU): pred/target (N, 2) distances -> (N,) per row, with the gradient
+/// of pred (torch.min's even split on ties, clamp(min=eps) passing where
+/// union >= eps).
+template <class T>
+Var<T> iou_loss_1d_rows(const Var<T>& pred, const Tensor<T>& target, T eps = T(1e-8)) {
+  const Tensor<T>& X = pred.value();
+  FLOWLESS_CHECK(X.dim() == 2 && X.size(1) == 2, "iou_loss_1d_rows: pred must be (N, 2), got ", X.shape().str());
+  detail::loss_check("iou_loss_1d_rows", X, target, 0, X.size(0));
+  const int64_t N = X.size(0);
+  Tensor<T> Y(Shape{N});
+  for (int64_t r = 0; r < N; ++r) {
+    const T lp = X[2 * r], rp = X[2 * r + 1], lg = target[2 * r], rg = target[2 * r + 1];
+    const T intsct = std::min(rp, rg) + std::min(lp, lg);
+    const T unio = (lp + rp) + (lg + rg) - intsct;
+    Y[r] = T(1) - intsct / std::max(unio, eps);
+  }
+  return make_op<T>(std::move(Y), {pred}, "iou_loss_1d_rows", [=, Tg = detail::loss_keep(target, pred)](Node<T>& out) {
+    if (!out.needs_grad(0)) return;
+    const T* x = out.inputs[0]->value.data();
+    const T* t = Tg.data();
+    T* dx = out.input_grad(0).data();
+    for (int64_t r = 0; r < N; ++r) {
+      const T lp = x[2 * r], rp = x[2 * r + 1], lg = t[2 * r], rg = t[2 * r + 1];
+      const T intsct = std::min(rp, rg) + std::min(lp, lg);
+      const T unio = (lp + rp) + (lg + rg) - intsct;
+      const T uc = std::max(unio, eps);
+      const T d_iou = -out.grad[r];
+      const T d_union = unio >= eps ? -d_iou * intsct / (uc * uc) : T(0);
+      const T d_int = d_iou / uc - d_union;
+      dx[2 * r] += d_union + d_int * detail::minmax_grad(lp, lg, true);
+      dx[2 * r + 1] += d_union + d_int * detail::minmax_grad(rp, rg, true);
+    }
+  });
+}
+
 /// ctr_diou_loss_1d, summed over rows: pred/target (N, 2) = (left, right)
 /// distances from the same point.
 template <class T>

@@ -20,6 +20,18 @@
 // The divisions are true divisions by T(N_norm) (forward and backward), as
 // torch divides a float32 tensor by a Python float.
 //
+// TriDet's Trident head (trident / trident_evaluate; the reference's
+// TriDet.losses): offsets are the centre head's bins (B, N, 2 (nb + 1)) plus
+// the boundary heads' start / end logits (B, N, C); the distances are decoded
+// at every positive (point, class) pair, b-major then point then class
+// (ops/trident_decode.hpp), and
+//   cls   = [ sum of the focal loss elements, each positive pair's element
+//             times (1 - iou_loss)^iou_weight_power ] / N_norm
+//           (iou_loss = 1 - IoU of the pair's decoded and target distances;
+//           the weight is not detached, as in the reference)
+//   reg   = diou_loss_1d(decoded pairs, their targets) / N_norm
+// with N_norm updated by the number of positive POINTS as above.
+//
 // operator() updates the running normaliser (training step); evaluate() uses
 // the current one unchanged (for reporting, or for distillation losses that
 // share the normaliser). Output: the three scalar losses (Shape{}), #pos and
@@ -35,6 +47,7 @@
 #include "flowless/models/points.hpp"
 #include "flowless/ops/elementwise.hpp"
 #include "flowless/ops/losses.hpp"
+#include "flowless/ops/trident_decode.hpp"
 #include "flowless/train/label_assignment.hpp"
 
 namespace flowless {
@@ -42,6 +55,7 @@ namespace flowless {
 struct DetectionLossConfig {
   double init_loss_norm = 100, momentum = 0.9, loss_weight = 1.0, label_smoothing = 0.0, focal_alpha = 0.25,
          focal_gamma = 2.0;
+  double iou_weight_power = 1.0;  // TriDet: exponent of the IoU weight on the positive focal elements
 };
 
 template <class T>
@@ -100,25 +114,38 @@ class DetectionLoss {
     return compute(cls_logits, offsets, pts, valid_lengths, targets, false);
   }
 
+  /// TriDet's loss (file comment); bins (B, N, 2 (nb + 1)), start / end (B, N, C).
+  DetectionLossOutput<T> trident(const Var<T>& cls_logits, const Var<T>& bins, const Var<T>& start, const Var<T>& end,
+                                 const PointSet& pts, const std::vector<std::vector<int>>& valid_lengths,
+                                 const std::vector<PointTargets>& targets) {
+    return compute_trident(cls_logits, bins, start, end, pts, valid_lengths, targets, true);
+  }
+  DetectionLossOutput<T> trident_evaluate(const Var<T>& cls_logits, const Var<T>& bins, const Var<T>& start,
+                                          const Var<T>& end, const PointSet& pts,
+                                          const std::vector<std::vector<int>>& valid_lengths,
+                                          const std::vector<PointTargets>& targets) {
+    return compute_trident(cls_logits, bins, start, end, pts, valid_lengths, targets, false);
+  }
+
  private:
-  DetectionLossOutput<T> compute(const Var<T>& cls_logits, const Var<T>& offsets, const PointSet& pts,
-                                 const std::vector<std::vector<int>>& valid_lengths,
-                                 const std::vector<PointTargets>& targets, bool update) {
-    FLOWLESS_CHECK(cls_logits.defined() && offsets.defined(), "DetectionLoss: undefined input");
-    const Shape& cs = cls_logits.shape();
-    const Shape& os = offsets.shape();
-    FLOWLESS_CHECK(cs.nd == 3 && os.nd == 3, "DetectionLoss: cls_logits ", cs.str(), " and offsets ", os.str(),
-                   " must be (B, N, C) and (B, N, 2)");
-    const int64_t B = cs[0], N = cs[1], C = cs[2];
-    FLOWLESS_CHECK(os[0] == B && os[1] == N && os[2] == 2, "DetectionLoss: offsets ", os.str(), " vs cls_logits ",
-                   cs.str());
+  // The rows the loss reads, b-major then point order: valid rows with their
+  // (smoothed) class targets y, positive rows with their target distances,
+  // and the positive (point, class) pairs with the flat index of their
+  // element in the (valid rows x C) focal loss.
+  struct Selection {
+    std::vector<int64_t> valid_rows, pos_rows, pair_elem;
+    std::vector<T> y, gt_off, pair_gt;
+    std::vector<TridentPair> pairs;
+  };
+
+  Selection select(int64_t B, int64_t N, int64_t C, const PointSet& pts,
+                   const std::vector<std::vector<int>>& valid_lengths, const std::vector<PointTargets>& targets) const {
     FLOWLESS_CHECK(N == pts.size(), "DetectionLoss: ", N, " rows of outputs but ", pts.size(), " points");
     FLOWLESS_CHECK(static_cast<int64_t>(valid_lengths.size()) == B && static_cast<int64_t>(targets.size()) == B,
                    "DetectionLoss: batch of ", B, " but ", valid_lengths.size(), " valid-length lists and ",
                    targets.size(), " targets");
     const int L = pts.num_levels();
-    std::vector<int64_t> valid_rows, pos_rows;
-    std::vector<T> y, gt_off;
+    Selection sel;
     const T keep = static_cast<T>(1.0 - cfg_.label_smoothing);
     const T addend = static_cast<T>(cfg_.label_smoothing / static_cast<double>(C + 1));
     const bool smooth = cfg_.label_smoothing != 0.0;
@@ -139,45 +166,43 @@ class DetectionLoss {
         const int64_t base = pts.offset[static_cast<size_t>(l)];
         for (int64_t k = 0; k < v; ++k) {
           const int64_t i = base + k;
-          valid_rows.push_back(b * N + i);
+          const int64_t v_index = static_cast<int64_t>(sel.valid_rows.size());
+          sel.valid_rows.push_back(b * N + i);
           const float* row = tg.cls.data() + i * C;
           bool pos = false;
           for (int64_t c = 0; c < C; ++c) {
             T t = static_cast<T>(row[c]);
             pos = pos || row[c] != 0.0f;
             if (smooth) t = heads_detail::no_contract(t * keep) + addend;
-            y.push_back(t);
+            sel.y.push_back(t);
           }
           if (pos) {
-            pos_rows.push_back(b * N + i);
-            gt_off.push_back(static_cast<T>(tg.offsets[static_cast<size_t>(2 * i)]));
-            gt_off.push_back(static_cast<T>(tg.offsets[static_cast<size_t>(2 * i + 1)]));
+            const T gl = static_cast<T>(tg.offsets[static_cast<size_t>(2 * i)]);
+            const T gr = static_cast<T>(tg.offsets[static_cast<size_t>(2 * i + 1)]);
+            sel.pos_rows.push_back(b * N + i);
+            sel.gt_off.push_back(gl);
+            sel.gt_off.push_back(gr);
+            for (int64_t c = 0; c < C; ++c)
+              if (row[c] != 0.0f) {
+                sel.pairs.push_back({b, i, static_cast<int>(c)});
+                sel.pair_elem.push_back(v_index * C + c);
+                sel.pair_gt.push_back(gl);
+                sel.pair_gt.push_back(gr);
+              }
           }
         }
       }
     }
-    const int64_t num_pos = static_cast<int64_t>(pos_rows.size());
-    double norm = norm_;
-    if (update) {
-      norm = cfg_.momentum * norm_ + (1.0 - cfg_.momentum) * static_cast<double>(std::max<int64_t>(num_pos, 1));
-      norm_ = norm;
-    }
+    return sel;
+  }
 
-    DetectionLossOutput<T> out;
-    out.num_pos = num_pos;
-    out.loss_norm_used = norm;
-    const int64_t V = static_cast<int64_t>(valid_rows.size());
-    Var<T> logits_v = gather_rows(cls_logits, valid_rows);  // (V, C)
-    Tensor<T> yt = Tensor<T>::from_vector(y, Shape{V, C});
-    out.cls_loss = detection_loss_detail::div_by(
-        sigmoid_focal_loss(logits_v, yt, static_cast<T>(cfg_.focal_alpha), static_cast<T>(cfg_.focal_gamma)), norm);
-    Var<T> off_p = gather_rows(offsets, pos_rows);  // (P, 2)
-    if (num_pos == 0) {
-      out.reg_loss = scale(sum(off_p), T(0));  // 0 * (empty sum): zero, still attached to offsets
-    } else {
-      Tensor<T> gt = Tensor<T>::from_vector(gt_off, Shape{num_pos, 2});
-      out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(off_p, gt, static_cast<T>(1e-8)), norm);
-    }
+  double next_norm(int64_t num_pos, bool update) {
+    if (!update) return norm_;
+    norm_ = cfg_.momentum * norm_ + (1.0 - cfg_.momentum) * static_cast<double>(std::max<int64_t>(num_pos, 1));
+    return norm_;
+  }
+
+  void add_final(DetectionLossOutput<T>& out) const {
     T w;
     if (cfg_.loss_weight > 0) {
       w = static_cast<T>(cfg_.loss_weight);
@@ -186,6 +211,85 @@ class DetectionLoss {
       w = out.cls_loss.value()[0] / static_cast<T>(std::max(r, 0.01));
     }
     out.final_loss = add(out.cls_loss, scale(out.reg_loss, w));
+  }
+
+  DetectionLossOutput<T> compute(const Var<T>& cls_logits, const Var<T>& offsets, const PointSet& pts,
+                                 const std::vector<std::vector<int>>& valid_lengths,
+                                 const std::vector<PointTargets>& targets, bool update) {
+    FLOWLESS_CHECK(cls_logits.defined() && offsets.defined(), "DetectionLoss: undefined input");
+    const Shape& cs = cls_logits.shape();
+    const Shape& os = offsets.shape();
+    FLOWLESS_CHECK(cs.nd == 3 && os.nd == 3, "DetectionLoss: cls_logits ", cs.str(), " and offsets ", os.str(),
+                   " must be (B, N, C) and (B, N, 2)");
+    const int64_t B = cs[0], N = cs[1], C = cs[2];
+    FLOWLESS_CHECK(os[0] == B && os[1] == N && os[2] == 2, "DetectionLoss: offsets ", os.str(), " vs cls_logits ",
+                   cs.str());
+    Selection sel = select(B, N, C, pts, valid_lengths, targets);
+    const std::vector<int64_t>& valid_rows = sel.valid_rows;
+    const std::vector<int64_t>& pos_rows = sel.pos_rows;
+    const int64_t num_pos = static_cast<int64_t>(pos_rows.size());
+    const double norm = next_norm(num_pos, update);
+
+    DetectionLossOutput<T> out;
+    out.num_pos = num_pos;
+    out.loss_norm_used = norm;
+    const int64_t V = static_cast<int64_t>(valid_rows.size());
+    Var<T> logits_v = gather_rows(cls_logits, valid_rows);  // (V, C)
+    Tensor<T> yt = Tensor<T>::from_vector(sel.y, Shape{V, C});
+    out.cls_loss = detection_loss_detail::div_by(
+        sigmoid_focal_loss(logits_v, yt, static_cast<T>(cfg_.focal_alpha), static_cast<T>(cfg_.focal_gamma)), norm);
+    Var<T> off_p = gather_rows(offsets, pos_rows);  // (P, 2)
+    if (num_pos == 0) {
+      out.reg_loss = scale(sum(off_p), T(0));  // 0 * (empty sum): zero, still attached to offsets
+    } else {
+      Tensor<T> gt = Tensor<T>::from_vector(sel.gt_off, Shape{num_pos, 2});
+      out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(off_p, gt, static_cast<T>(1e-8)), norm);
+    }
+    add_final(out);
+    return out;
+  }
+
+  DetectionLossOutput<T> compute_trident(const Var<T>& cls_logits, const Var<T>& bins, const Var<T>& start,
+                                         const Var<T>& end, const PointSet& pts,
+                                         const std::vector<std::vector<int>>& valid_lengths,
+                                         const std::vector<PointTargets>& targets, bool update) {
+    FLOWLESS_CHECK(cls_logits.defined() && bins.defined() && start.defined() && end.defined(),
+                   "DetectionLoss (trident): undefined input");
+    const Shape& cs = cls_logits.shape();
+    FLOWLESS_CHECK(cs.nd == 3 && bins.shape().nd == 3 && bins.size(2) >= 2 && bins.size(2) % 2 == 0, "DetectionLoss (trident): cls_logits ",
+                   cs.str(), " and bins ", bins.shape().str(), " must be (B, N, C) and (B, N, 2 (nb + 1))");
+    const int64_t B = cs[0], N = cs[1], C = cs[2];
+    FLOWLESS_CHECK(start.shape() == cs && end.shape() == cs, "DetectionLoss (trident): boundary logits ",
+                   start.shape().str(), " / ", end.shape().str(), " vs cls_logits ", cs.str());
+    const int nb = static_cast<int>(bins.size(2) / 2 - 1);
+    Selection sel = select(B, N, C, pts, valid_lengths, targets);
+    const int64_t num_pos = static_cast<int64_t>(sel.pos_rows.size());
+    const int64_t P = static_cast<int64_t>(sel.pairs.size());
+    const double norm = next_norm(num_pos, update);
+
+    DetectionLossOutput<T> out;
+    out.num_pos = num_pos;
+    out.loss_norm_used = norm;
+    const int64_t V = static_cast<int64_t>(sel.valid_rows.size());
+    Var<T> logits_v = gather_rows(cls_logits, sel.valid_rows);  // (V, C)
+    Tensor<T> yt = Tensor<T>::from_vector(sel.y, Shape{V, C});
+    Var<T> focal = sigmoid_focal_loss_elementwise(logits_v, yt, static_cast<T>(cfg_.focal_alpha),
+                                                  static_cast<T>(cfg_.focal_gamma));  // (V, C)
+    Var<T> decoded = trident_decode_pairs(bins, start, end, pts, nb, sel.pairs);   // (P, 2)
+    Var<T> cls_sum = sum(focal);
+    if (P > 0) {
+      Tensor<T> gt = Tensor<T>::from_vector(sel.pair_gt, Shape{P, 2});
+      // cls_loss[rated] *= (1 - iou_rate)^power: the positive elements count
+      // w times instead of once.
+      Var<T> weight = power(rsub_scalar(T(1), iou_loss_1d_rows(decoded, gt)), static_cast<T>(cfg_.iou_weight_power));
+      Var<T> rated = reshape(gather_rows(reshape(focal, Shape{V * C, 1}), sel.pair_elem), Shape{P});
+      cls_sum = add(sub(cls_sum, sum(rated)), sum(mul(rated, weight)));
+      out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(decoded, gt, static_cast<T>(1e-8)), norm);
+    } else {
+      out.reg_loss = scale(sum(decoded), T(0));  // 0 * (empty sum), still attached
+    }
+    out.cls_loss = detection_loss_detail::div_by(cls_sum, norm);
+    add_final(out);
     return out;
   }
 

@@ -13,6 +13,8 @@
 //   "tiny"   embd 32, window 5, 3 + 1 epochs — seconds, for tests and CI
 //   "thumos" the reference THUMOS14 configuration (embd 512, window 19,
 //            lr 1e-4, batch 2, 30 + 5 epochs, EMA 0.999)
+// With arch "tridet" each preset takes TriDet's THUMOS settings at its width
+// (preset_config).
 #pragma once
 
 #include <cctype>
@@ -41,7 +43,7 @@ struct TrainRequest {
   std::string data;                   // dataset folder
   std::string modality = "rgb";       // rgb | flow | two-stream (detectors); DCD students read rgb
   std::string mode = "detector";      // detector | dcd | kd-plain
-  std::string arch = "actionformer";  // actionformer | temporalmaxer
+  std::string arch = "actionformer";  // actionformer | temporalmaxer | tridet (detectors only)
   std::string preset = "small";       // small | tiny | thumos
   std::string config_path;            // reference config JSON (overrides the preset's model settings)
   std::string out;                    // model file to write
@@ -96,6 +98,22 @@ inline DetectorConfig preset_config(const std::string& preset, const std::string
     FLOWLESS_FAIL("unknown model preset '", preset, "' (small, tiny, thumos)");
   }
   c.n_head = 4;
+  if (arch == "tridet") {
+    // TriDet's THUMOS settings (configs/thumos_i3d.yaml) at the preset's width:
+    // SGP window 1 with k 5 (a wide kernel of 11), MLP 1.5 x the width, 16
+    // bins, IoU weight power 0.2, input noise 0.0005. Ours: the depthwise
+    // weights start N(0, 0.2) (the reference's ActivityNet value): with its
+    // THUMOS default 0 they start at zero and, with the gate's ReLU at 0, get
+    // no gradient, so the SGP branches would never train.
+    c.mha_win_size.assign(6, 1);
+    c.sgp_k = 5;
+    c.sgp_mlp_dim = c.embd_dim * 3 / 2;
+    c.sgp_init_conv_vars = 0.2;
+    c.num_bins = 16;
+    c.iou_weight_power = 0.2;
+    c.input_noise = 0.0005;
+    c.inference_padding = "max_seq_len";  // trained on max_seq_len buffers, as the reference
+  }
   return c;
 }
 
@@ -375,9 +393,9 @@ inline TrainResult train_model(const TrainRequest& r) {
   FLOWLESS_CHECK(cfg.label_assigner == "center", r.config_path,
                  ": model.assigner asks for TemporalMaxer's SimOTA label assignment, which flowless does not "
                  "implement (it trains with center sampling); remove model.assigner to train with center sampling");
-  FLOWLESS_CHECK(cfg.arch != "tridet", r.config_path.empty() ? std::string("train") : r.config_path,
-                 ": TriDet models (SGP backbone, Trident head) run inference only in flowless; training them "
-                 "(the Trident head's loss) is not implemented");
+  FLOWLESS_CHECK(cfg.arch != "tridet" || !distill, r.config_path.empty() ? std::string("train") : r.config_path,
+                 ": --", r.mode, " with the TriDet family is not supported (the DCD student and kd-plain use "
+                 "ActionFormer-style heads, not the Trident head); train TriDet as a detector");
   cfg.input_dim = channels[1] - channels[0];
   cfg.channels = channels;
   cfg.modality = distill ? (r.mode == "dcd" ? "rgb (dcd student)" : "rgb (kd-plain)") : r.modality;
