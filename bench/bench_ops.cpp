@@ -15,7 +15,8 @@
 // product, BM_GemmCpu is flowless::cpu::gemm (the packed AVX-512 kernel, Eigen
 // tiles elsewhere), BM_GemmCpuBf16 the same call in bfloat16.
 // BM_ParallelForHandoff measures the thread pool's own overhead per call.
-// BM_SGPBlockForward / BM_DepthwiseConvWide: TriDet's SGP block (THUMOS size).
+// BM_SGPBlockForward / BM_DepthwiseConvWide: TriDet's SGP block (THUMOS size);
+// BM_TridentDecodeAll / BM_TridentDecodeTop2000: its head's decoding.
 // BM_Conv1dWeightGrad counts the direct product's FLOPs (2 rows Cout Cin K)
 // also where Winograd F(3,2) does a third fewer: its GFLOP/s is nominal.
 //
@@ -31,6 +32,7 @@
 #include "flowless/backend/cpu_gemm.hpp"
 #include "flowless/core/random.hpp"
 #include "flowless/infer/nms.hpp"
+#include "flowless/infer/trident.hpp"
 #include "flowless/models/sgp_block.hpp"
 #include "flowless/ops/activations.hpp"
 #include "flowless/ops/conv1d.hpp"
@@ -357,6 +359,40 @@ void BM_DepthwiseConvWide(benchmark::State& st) {
   set_bytes(st, 4.0 * 2 * kT * kC);
 }
 BENCHMARK(BM_DepthwiseConvWide)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- TriDet's Trident head decoded on level 0 at THUMOS size (T 2304, 20
+// classes, 16 bins): every (t, c) entry (what detection did before decoding
+// on demand) against the 2000 candidates the post-processing keeps per level
+// (pre_nms_topk). Nominal GFLOP/s: 2 x 17 exponentials per entry, counted
+// as 20 FLOPs each. ----
+struct TridentLevel {
+  std::vector<float> bins, start, end;
+  TridentLevel() {
+    Tensor<float> b = randn(Shape{kT, 34}, 26), s = randn(Shape{kT, 20}, 27), e = randn(Shape{kT, 20}, 28);
+    bins.assign(b.data(), b.data() + b.numel());
+    start.assign(s.data(), s.data() + s.numel());
+    end.assign(e.data(), e.data() + e.numel());
+  }
+};
+void BM_TridentDecodeAll(benchmark::State& st) {
+  TridentLevel lv;
+  for (auto _ : st) benchmark::DoNotOptimize(trident_decode(lv.bins, lv.start, lv.end, kT, 20, 16).data());
+  set_flops(st, 20.0 * 34 * kT * 20);
+}
+BENCHMARK(BM_TridentDecodeAll)->UseRealTime()->Unit(benchmark::kMillisecond);
+void BM_TridentDecodeTop2000(benchmark::State& st) {
+  TridentLevel lv;
+  Rng rng(29);
+  std::vector<std::pair<int64_t, int64_t>> cand;
+  for (int i = 0; i < 2000; ++i) cand.push_back({int64_t(rng.uniform() * kT) % kT, int64_t(rng.uniform() * 20) % 20});
+  for (auto _ : st) {
+    float acc = 0;
+    for (auto [t, c] : cand) acc += trident_decode_at(lv.bins, lv.start, lv.end, kT, 20, 16, t, c)[0];
+    benchmark::DoNotOptimize(acc);
+  }
+  set_flops(st, 20.0 * 34 * 2000);
+}
+BENCHMARK(BM_TridentDecodeTop2000)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // ---- max-pool k3 s2 p1 (the branch skip; 2 comparisons per output) ----
 void BM_MaxPool(benchmark::State& st) {

@@ -9,7 +9,9 @@
 //   offsets[l]:    (T_l, 2) regression outputs (after Scale and ReLU, in units
 //                  of the level stride), or (T_l, C, 2) class-specific ones
 //                  (TriDet's Trident head, infer/trident.hpp: the candidate's
-//                  class picks its pair, decoded_offsets[cls_idxs, pt_idxs])
+//                  class picks its pair, decoded_offsets[cls_idxs, pt_idxs]);
+//                  or, with a ClassOffsets callback, computed on demand for
+//                  the candidates only (offsets[l] then unused, may be empty)
 // and the PointSet of the padded input (T_l <= its level length).
 //
 // decode_candidates (inference_single_video), per level:
@@ -47,7 +49,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,6 +61,10 @@
 #include "flowless/models/points.hpp"
 
 namespace flowless {
+
+/// Class-specific distances decoded on demand: at(level, point, class) ->
+/// {left, right} in stride units (TriDet: trident_decode_at).
+using ClassOffsets = std::function<std::array<float, 2>(size_t, int64_t, int)>;
 
 struct PostprocessConfig {
   float pre_nms_thresh = 0.001f;
@@ -87,7 +95,8 @@ inline float sigmoid_f32(float x) {
 /// Candidate segments before NMS (grid units): inference_single_video.
 inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& cls_logits,
                                          const std::vector<std::vector<float>>& offsets, int num_classes,
-                                         const PointSet& pts, const PostprocessConfig& cfg) {
+                                         const PointSet& pts, const PostprocessConfig& cfg,
+                                         const ClassOffsets& class_offsets = {}) {
   FLOWLESS_CHECK(num_classes >= 1, "decode_candidates: num_classes must be >= 1, got ", num_classes);
   FLOWLESS_CHECK(cfg.pre_nms_topk >= 0, "decode_candidates: pre_nms_topk must be >= 0, got ", cfg.pre_nms_topk);
   FLOWLESS_CHECK(cls_logits.size() == offsets.size(), "decode_candidates: ", cls_logits.size(),
@@ -105,7 +114,7 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
                    logits.size(), " logits, not a multiple of ", C, " classes");
     const int64_t T = static_cast<int64_t>(logits.size()) / C;
     const bool per_class = C > 1 && static_cast<int64_t>(offsets[l].size()) == 2 * T * C;
-    FLOWLESS_CHECK(per_class || static_cast<int64_t>(offsets[l].size()) == 2 * T, "decode_candidates: level ", l,
+    FLOWLESS_CHECK(class_offsets || per_class || static_cast<int64_t>(offsets[l].size()) == 2 * T, "decode_candidates: level ", l,
                    " has ", T, " positions of logits but ", offsets[l].size(), " offset values (expected ", 2 * T,
                    ", or ", 2 * T * C, " class-specific)");
     FLOWLESS_CHECK(T <= lv.length, "decode_candidates: level ", l, " has ", T, " positions but only ",
@@ -131,9 +140,18 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
       const int64_t pt = idx / C;
       const int cls = static_cast<int>(idx % C);
       const float t = static_cast<float>(pt * lv.stride);
-      const size_t o2 = static_cast<size_t>(2 * (per_class ? pt * C + cls : pt));
-      const float dl = heads_detail::no_contract(offsets[l][o2] * s);
-      const float dr = heads_detail::no_contract(offsets[l][o2 + 1] * s);
+      float ol, orr;
+      if (class_offsets) {
+        const std::array<float, 2> d = class_offsets(l, pt, cls);
+        ol = d[0];
+        orr = d[1];
+      } else {
+        const size_t o2 = static_cast<size_t>(2 * (per_class ? pt * C + cls : pt));
+        ol = offsets[l][o2];
+        orr = offsets[l][o2 + 1];
+      }
+      const float dl = heads_detail::no_contract(ol * s);
+      const float dr = heads_detail::no_contract(orr * s);
       const float left = t - dl, right = t + dr;
       if (!(right - left > cfg.duration_thresh)) continue;
       out.start.push_back(left);
@@ -148,8 +166,9 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
 /// Candidates after batched NMS, grid units, in the NMS output order.
 inline infer::Segments postprocess_video_grid(const std::vector<std::vector<float>>& cls_logits,
                                               const std::vector<std::vector<float>>& offsets, int num_classes,
-                                              const PointSet& pts, const PostprocessConfig& cfg) {
-  infer::Segments cand = decode_candidates(cls_logits, offsets, num_classes, pts, cfg);
+                                              const PointSet& pts, const PostprocessConfig& cfg,
+                                              const ClassOffsets& class_offsets = {}) {
+  infer::Segments cand = decode_candidates(cls_logits, offsets, num_classes, pts, cfg, class_offsets);
   return infer::batched_nms(cand, cfg.nms);
 }
 
@@ -184,8 +203,8 @@ inline std::vector<Detection> to_seconds(const infer::Segments& segs, const Vide
 inline std::vector<Detection> postprocess_video(const std::vector<std::vector<float>>& cls_logits,
                                                 const std::vector<std::vector<float>>& offsets, int num_classes,
                                                 const PointSet& pts, const PostprocessConfig& cfg,
-                                                const VideoMeta& meta) {
-  return to_seconds(postprocess_video_grid(cls_logits, offsets, num_classes, pts, cfg), meta);
+                                                const VideoMeta& meta, const ClassOffsets& class_offsets = {}) {
+  return to_seconds(postprocess_video_grid(cls_logits, offsets, num_classes, pts, cfg, class_offsets), meta);
 }
 
 /// Score fusion with external video-level classifier scores (one video).

@@ -2,7 +2,8 @@
 // boundary distances (the reference's TriDet.decode_offset at inference,
 // libs/modeling/meta_archs.py of github.com/dingfengshi/TriDet).
 //
-//   d = trident_decode(bins, start, end, len, C, nb)
+//   d = trident_decode(bins, start, end, len, C, nb)      every (t, c)
+//   {l, r} = trident_decode_at(bins, start, end, len, C, nb, t, c)   one entry
 //   bins:  (len, 2, nb + 1) the centre-offset head's output (after Scale and
 //          ReLU): per step, nb + 1 logits for the start side, then nb + 1
 //          for the end side
@@ -24,6 +25,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -53,33 +55,57 @@ inline T softmax_expectation(T* z, int64_t K, bool reverse) {
 }
 }  // namespace trident_detail
 
-inline std::vector<float> trident_decode(const std::vector<float>& bins, const std::vector<float>& start,
-                                         const std::vector<float>& end, int64_t len, int64_t C, int nb) {
+/// The (left, right) distances of one step t and class c: one (t, c) entry of
+/// trident_decode, for decoding only the candidates that survive the
+/// score threshold and top-k (what the post-processing does).
+inline std::array<float, 2> trident_decode_at(const std::vector<float>& bins, const std::vector<float>& start,
+                                              const std::vector<float>& end, int64_t len, int64_t C, int nb, int64_t t,
+                                              int64_t c) {
+  const int64_t K = int64_t(nb) + 1;
+  FLOWLESS_CHECK(t >= 0 && t < len && c >= 0 && c < C, "trident_decode_at: step ", t, " class ", c, " outside (", len,
+                 ", ", C, ")");
+  float zbuf[64];
+  std::vector<float> zheap;
+  float* z = zbuf;
+  if (K > 64) {
+    zheap.resize(static_cast<size_t>(K));
+    z = zheap.data();
+  }
+  const float* bl = bins.data() + t * 2 * K;
+  const float* br = bl + K;
+  for (int64_t j = 0; j < K; ++j) {
+    const int64_t i = t - nb + j;
+    z[j] = (i >= 0 ? start[size_t(i * C + c)] : 0.0f) + bl[j];
+  }
+  const float left = trident_detail::softmax_expectation(z, K, true);
+  for (int64_t j = 0; j < K; ++j) {
+    const int64_t i = t + j;
+    z[j] = (i < len ? end[size_t(i * C + c)] : 0.0f) + br[j];
+  }
+  return {left, trident_detail::softmax_expectation(z, K, false)};
+}
+
+inline void trident_check(const std::vector<float>& bins, const std::vector<float>& start, const std::vector<float>& end,
+                          int64_t len, int64_t C, int nb) {
   FLOWLESS_CHECK(len >= 0 && C >= 1 && nb >= 0, "trident_decode: len ", len, ", ", C, " classes, ", nb, " bins");
-  const int64_t K = nb + 1;
+  const int64_t K = int64_t(nb) + 1;
   FLOWLESS_CHECK(int64_t(bins.size()) == len * 2 * K, "trident_decode: ", bins.size(), " bin logits for ", len,
                  " steps x 2 x ", K);
   FLOWLESS_CHECK(int64_t(start.size()) == len * C && int64_t(end.size()) == len * C, "trident_decode: boundary logits ",
                  start.size(), " / ", end.size(), " for ", len, " steps x ", C, " classes");
+}
+
+/// Every (t, c): (len, C, 2).
+inline std::vector<float> trident_decode(const std::vector<float>& bins, const std::vector<float>& start,
+                                         const std::vector<float>& end, int64_t len, int64_t C, int nb) {
+  trident_check(bins, start, end, len, C, nb);
   std::vector<float> out(static_cast<size_t>(len * C * 2));
-  std::vector<float> z(static_cast<size_t>(K));
-  auto expectation = [&](bool reverse) { return trident_detail::softmax_expectation(z.data(), K, reverse); };
-  for (int64_t t = 0; t < len; ++t) {
-    const float* bl = bins.data() + t * 2 * K;
-    const float* br = bl + K;
+  for (int64_t t = 0; t < len; ++t)
     for (int64_t c = 0; c < C; ++c) {
-      for (int64_t j = 0; j < K; ++j) {
-        const int64_t i = t - nb + j;
-        z[size_t(j)] = (i >= 0 ? start[size_t(i * C + c)] : 0.0f) + bl[j];
-      }
-      out[size_t((t * C + c) * 2)] = expectation(true);
-      for (int64_t j = 0; j < K; ++j) {
-        const int64_t i = t + j;
-        z[size_t(j)] = (i < len ? end[size_t(i * C + c)] : 0.0f) + br[j];
-      }
-      out[size_t((t * C + c) * 2 + 1)] = expectation(false);
+      const std::array<float, 2> d = trident_decode_at(bins, start, end, len, C, nb, t, c);
+      out[size_t((t * C + c) * 2)] = d[0];
+      out[size_t((t * C + c) * 2 + 1)] = d[1];
     }
-  }
   return out;
 }
 

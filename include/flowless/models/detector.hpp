@@ -101,25 +101,31 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
   std::copy(feats, feats + Tn * Cin, x.data());  // converts when T is not float
   std::fill(x.data() + Tn * Cin, x.data() + Tbuf * Cin, T(0));
   DetectorOutput<T> out = forward(Var<T>(x), std::vector<int>{int(Tn)});
-  std::vector<std::vector<float>> cls, offs;
+  std::vector<std::vector<float>> cls, offs, starts, ends;
+  std::vector<int64_t> lens;
   for (size_t l = 0; l < out.cls_logits.size(); ++l) {
     const int64_t len = out.lengths[l][0];
     const Tensor<T>& c = out.cls_logits[l].value();
     const Tensor<T>& o = out.offsets[l].value();
     cls.emplace_back(c.data(), c.data() + len * cfg.num_classes);
+    offs.emplace_back(o.data(), o.data() + len * cfg.offset_channels());
+    lens.push_back(len);
     if (cfg.trident()) {
-      // Per class (len, C, 2) distances from the Trident head's three outputs.
-      const std::vector<float> bins(o.data(), o.data() + len * cfg.offset_channels());
       const Tensor<T>& sl = out.start_logits[l].value();
       const Tensor<T>& el = out.end_logits[l].value();
-      offs.push_back(trident_decode(bins, std::vector<float>(sl.data(), sl.data() + len * cfg.num_classes),
-                                    std::vector<float>(el.data(), el.data() + len * cfg.num_classes), len,
-                                    cfg.num_classes, cfg.num_bins));
-    } else {
-      offs.emplace_back(o.data(), o.data() + len * 2);
+      starts.emplace_back(sl.data(), sl.data() + len * cfg.num_classes);
+      ends.emplace_back(el.data(), el.data() + len * cfg.num_classes);
     }
   }
-  auto dets = postprocess_video(cls, offs, cfg.num_classes, pyramid_points(cfg, Tbuf), cfg.test, meta);
+  ClassOffsets trident;
+  if (cfg.trident()) {
+    // The Trident head's per-class distances, decoded for the candidates only.
+    for (size_t l = 0; l < offs.size(); ++l) trident_check(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins);
+    trident = [&](size_t l, int64_t pt, int c) {
+      return trident_decode_at(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins, pt, c);
+    };
+  }
+  auto dets = postprocess_video(cls, offs, cfg.num_classes, pyramid_points(cfg, Tbuf), cfg.test, meta, trident);
   if (raw) *raw = std::move(out);
   return dets;
 }
