@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_fixtures import (output_folder, perturb_parameters, run_and_capture,  # noqa: E402
-                                use_reference_checkout, write_safetensors)
+                                use_reference_checkout, write_safetensors, write_training_outputs)
 
 use_reference_checkout('ACTIONFORMER_ROOT', 'the ActionFormer release')
 from libs.modeling import make_meta_arch  # noqa: E402
@@ -170,16 +170,4 @@ for b, (T, segs) in enumerate(((192, [[10.5, 30.25], [60.0, 61.5], [100.0, 185.0
                   'labels': lab, 'fps': 25.0, 'duration': T * 16 / 25.0, 'feat_stride': 16.0,
                   'feat_num_frames': 16.0})
     gts.append({'segments': segs, 'labels': [0] * len(segs), 'num_feats': T})
-norm_before = float(model.loss_normalizer)
-losses = model(batch)
-losses['final_loss'].backward()
-with open(os.path.join(out, 'train_gt.json'), 'w') as f:
-    json.dump(gts, f, indent=1)
-with open(os.path.join(out, 'train_losses.json'), 'w') as f:
-    json.dump({'init_loss_norm': norm_before, 'loss_norm_after': float(model.loss_normalizer),
-               'cls_loss': float(losses['cls_loss']), 'reg_loss': float(losses['reg_loss']),
-               'final_loss': float(losses['final_loss'])}, f, indent=1)
-write_safetensors(os.path.join(out, 'train_grads.safetensors'),
-                  {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
-print('train losses', {k: float(v) for k, v in losses.items()}, 'norm', norm_before, '->',
-      float(model.loss_normalizer))
+write_training_outputs(model, batch, gts, out)

@@ -125,3 +125,23 @@ def blob_features(rng, T, C):
         c, w = rng.uniform(0, T), rng.uniform(T / 30, T / 6)
         x += rng.standard_normal(C)[None, :] * np.exp(-0.5 * ((t - c) / w) ** 2)
     return x.astype(np.float32)
+
+
+def write_training_outputs(model, batch, gts, out):
+    """The reference's training forward on `batch` (video dicts with
+    segments / labels), the backward of final_loss, and the fixture files:
+    train_gt.json (gts), train_losses.json (losses, the normaliser before and
+    after), train_grads.safetensors (every parameter's gradient)."""
+    norm_before = float(model.loss_normalizer)
+    losses = model(batch)
+    losses['final_loss'].backward()
+    with open(os.path.join(out, 'train_gt.json'), 'w') as f:
+        json.dump(gts, f, indent=1)
+    with open(os.path.join(out, 'train_losses.json'), 'w') as f:
+        json.dump({'init_loss_norm': norm_before, 'loss_norm_after': float(model.loss_normalizer),
+                   'cls_loss': float(losses['cls_loss']), 'reg_loss': float(losses['reg_loss']),
+                   'final_loss': float(losses['final_loss'])}, f, indent=1)
+    write_safetensors(os.path.join(out, 'train_grads.safetensors'),
+                      {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
+    print('train losses', {k: float(v) for k, v in losses.items()}, 'norm', norm_before, '->',
+          float(model.loss_normalizer))

@@ -46,7 +46,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
                                 run_and_capture, saved_config, use_reference_checkout,
-                                write_safetensors)
+                                write_safetensors, write_training_outputs)
 
 use_reference_checkout('TRIDET_ROOT', 'TriDet')
 from libs.core import load_config  # noqa: E402
@@ -116,19 +116,7 @@ def write_training_batch(model):
                       'labels': torch.tensor(labs, dtype=torch.int64), 'fps': FPS,
                       'duration': (T * STRIDE + NFRAMES) / FPS, 'feat_stride': STRIDE, 'feat_num_frames': NFRAMES})
         gts.append({'segments': segs, 'labels': labs, 'num_feats': T})
-    norm_before = float(model.loss_normalizer)
-    losses = model(batch)
-    losses['final_loss'].backward()
-    with open(os.path.join(out, 'train_gt.json'), 'w') as f:
-        json.dump(gts, f, indent=1)
-    with open(os.path.join(out, 'train_losses.json'), 'w') as f:
-        json.dump({'init_loss_norm': norm_before, 'loss_norm_after': float(model.loss_normalizer),
-                   'cls_loss': float(losses['cls_loss']), 'reg_loss': float(losses['reg_loss']),
-                   'final_loss': float(losses['final_loss'])}, f, indent=1)
-    write_safetensors(os.path.join(out, 'train_grads.safetensors'),
-                      {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
-    print('train losses', {k: float(v) for k, v in losses.items()}, 'norm', norm_before, '->',
-          float(model.loss_normalizer))
+    write_training_outputs(model, batch, gts, out)
     model.input_noise = noise
     model.eval()
 

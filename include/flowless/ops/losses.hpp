@@ -147,6 +147,33 @@ inline LossArr<T> bce_logits_terms(const XE& X, const YE& Y) {
   return ((T(1) - Y) * X + (-X).max(T(0))) + (T(1) + (-X.abs()).exp()).log();
 }
 
+/// fvcore's sigmoid focal loss per element of the arrays x (logits), y (targets).
+template <class T, class XE, class YE>
+inline LossArr<T> focal_terms(const XE& x, const YE& y, T alpha, T gamma) {
+  using A = LossArr<T>;
+  const A p = (T(1) + (-x).exp()).inverse();
+  const A ce = bce_logits_terms<T>(x, y);
+  const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
+  A out = ce * pow_array(m, gamma);
+  if (alpha >= T(0)) out = (alpha * y + T(1.0 - double(alpha)) * (T(1) - y)) * out;
+  return out;
+}
+
+/// Its derivative with respect to each logit (PyTorch's autograd formula).
+template <class T, class XE, class YE>
+inline LossArr<T> focal_grads(const XE& x, const YE& y, T alpha, T gamma) {
+  using A = LossArr<T>;
+  const int64_t n = x.size();
+  const A p = (T(1) + (-x).exp()).inverse();
+  const A ce = bce_logits_terms<T>(x, y);
+  const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
+  const A at = alpha >= T(0) ? A(alpha * y + T(1.0 - double(alpha)) * (T(1) - y)) : A(A::Ones(n));
+  const A d_ce = at * pow_array(m, gamma);
+  const A d_pt = gamma == T(0) ? A(A::Zero(n)) : A(-(at * ce * gamma * pow_array(m, gamma - T(1))));
+  // p_t = p*y + (1-p)*(1-y); ce'(x) = p - y; sigmoid'(x) = p (1 - p)
+  return d_ce * (p - y) + (d_pt * y - d_pt * (T(1) - y)) * (p * (T(1) - p));
+}
+
 /// d/dx of torch.minimum(x, o) (is_min) or torch.maximum: 1, 1/2 on ties, 0.
 template <class T>
 inline T minmax_grad(T x, T o, bool is_min) {
@@ -167,17 +194,10 @@ Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alph
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
   detail::loss_check("sigmoid_focal_loss", X, targets, 0, rows);
-  const T one_m_alpha = T(1.0 - double(alpha));
-  const bool use_alpha = alpha >= T(0);
   const T* xd = X.data();
   const T* yd = targets.data();
   const double total = detail::loss_sum<T>(rows, cols, {}, [&](int64_t off, int64_t n, A& out) {
-    M x(xd + off, n), y(yd + off, n);
-    const A p = (T(1) + (-x).exp()).inverse();
-    const A ce = detail::bce_logits_terms<T>(x, y);
-    const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
-    out = ce * detail::pow_array(m, gamma);
-    if (use_alpha) out = (alpha * y + one_m_alpha * (T(1) - y)) * out;
+    out = detail::focal_terms<T>(M(xd + off, n), M(yd + off, n), alpha, gamma);
   });
   return make_op<T>(detail::loss_scalar<T>(total), {logits}, "sigmoid_focal_loss",
                     [=, Yk = detail::loss_keep(targets, logits)](Node<T>& out) {
@@ -185,15 +205,7 @@ Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alph
     const T* xv = out.inputs[0]->value.data();
     const T* yv = Yk.data();
     detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, {}, out.grad[0], [&](int64_t off, int64_t n, A& d) {
-      M x(xv + off, n), y(yv + off, n);
-      const A p = (T(1) + (-x).exp()).inverse();
-      const A ce = detail::bce_logits_terms<T>(x, y);
-      const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
-      const A at = use_alpha ? A(alpha * y + one_m_alpha * (T(1) - y)) : A(A::Ones(n));
-      const A d_ce = at * detail::pow_array(m, gamma);
-      const A d_pt = gamma == T(0) ? A(A::Zero(n)) : A(-(at * ce * gamma * detail::pow_array(m, gamma - T(1))));
-      // p_t = p*y + (1-p)*(1-y); ce'(x) = p - y; sigmoid'(x) = p (1 - p)
-      d = d_ce * (p - y) + (d_pt * y - d_pt * (T(1) - y)) * (p * (T(1) - p));
+      d = detail::focal_grads<T>(M(xv + off, n), M(yv + off, n), alpha, gamma);
     });
   });
 }
@@ -207,30 +219,14 @@ Var<T> sigmoid_focal_loss_elementwise(const Var<T>& logits, const Tensor<T>& tar
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
   detail::loss_check("sigmoid_focal_loss_elementwise", X, targets, 0, rows);
-  const T one_m_alpha = T(1.0 - double(alpha));
-  const bool use_alpha = alpha >= T(0);
   const int64_t n = X.numel();
   Tensor<T> Y(X.shape());
-  {
-    M x(X.data(), n), y(targets.data(), n);
-    const A p = (T(1) + (-x).exp()).inverse();
-    const A ce = detail::bce_logits_terms<T>(x, y);
-    const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
-    A o = ce * detail::pow_array(m, gamma);
-    if (use_alpha) o = (alpha * y + one_m_alpha * (T(1) - y)) * o;
-    std::copy(o.data(), o.data() + n, Y.data());
-  }
+  const A o = detail::focal_terms<T>(M(X.data(), n), M(targets.data(), n), alpha, gamma);
+  std::copy(o.data(), o.data() + n, Y.data());
   return make_op<T>(std::move(Y), {logits}, "sigmoid_focal_loss_elementwise",
                     [=, Yk = detail::loss_keep(targets, logits)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
-    M x(out.inputs[0]->value.data(), n), y(Yk.data(), n), g(out.grad.data(), n);
-    const A p = (T(1) + (-x).exp()).inverse();
-    const A ce = detail::bce_logits_terms<T>(x, y);
-    const A m = T(1) - (p * y + (T(1) - p) * (T(1) - y));
-    const A at = use_alpha ? A(alpha * y + one_m_alpha * (T(1) - y)) : A(A::Ones(n));
-    const A d_ce = at * detail::pow_array(m, gamma);
-    const A d_pt = gamma == T(0) ? A(A::Zero(n)) : A(-(at * ce * gamma * detail::pow_array(m, gamma - T(1))));
-    const A d = g * (d_ce * (p - y) + (d_pt * y - d_pt * (T(1) - y)) * (p * (T(1) - p)));
+    const A d = M(out.grad.data(), n) * detail::focal_grads<T>(M(out.inputs[0]->value.data(), n), M(Yk.data(), n), alpha, gamma);
     T* dx = out.input_grad(0).data();
     for (int64_t i = 0; i < n; ++i) dx[i] += d[i];
   });
