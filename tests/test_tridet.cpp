@@ -283,3 +283,9 @@ TEST_CASE("tridet training: the input noise is drawn in training only") {
   auto n = det.features(Var<float>(x), len);
   CHECK(test::worst_violation(n.first[0].value().data(), a.first[0].value().data(), a.first[0].value().numel(), 1e-3) > 1.0);
 }
+
+TEST_CASE("tridet: not a DCD student family, with the reason") {
+  dcd::DcdStudentConfig c;
+  c.detector = td_config();
+  CHECK_THROWS_WITH(c.validate("student.json"), doctest::Contains("not supported as a DCD student"));
+}

@@ -59,6 +59,8 @@ struct DcdStudentConfig {
   int dim() const { return branch_dim > 0 ? branch_dim : detector.fpn_dim; }
   void validate(const std::string& ctx) const {
     detector.validate(ctx);
+    FLOWLESS_CHECK(detector.arch != "tridet", ctx, ": the TriDet family is not supported as a DCD student (the "
+                   "student's heads are ActionFormer's, not the Trident head)");
     FLOWLESS_CHECK(branch_dim >= 0, ctx, ": dcd.branch_dim must be >= 0 (0 = fpn_dim), got ", branch_dim);
     FLOWLESS_CHECK(fusion == "laf" || fusion == "concat", ctx, ": dcd.fusion must be laf or concat, got '", fusion, "'");
     laf.validate(ctx);

@@ -103,14 +103,19 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
   DetectorOutput<T> out = forward(Var<T>(x), std::vector<int>{int(Tn)});
   std::vector<std::vector<float>> cls, offs, starts, ends;
   std::vector<int64_t> lens;
+  // The Trident head is decoded when the forward produced boundary logits
+  // (shapes are read from the outputs, not from the config).
+  const bool trident_head = !out.start_logits.empty();
+  FLOWLESS_CHECK(trident_head == cfg.trident(), meta.id, ": the forward ", trident_head ? "produced" : "did not produce",
+                 " boundary logits, the config says use_trident_head ", cfg.trident());
   for (size_t l = 0; l < out.cls_logits.size(); ++l) {
     const int64_t len = out.lengths[l][0];
     const Tensor<T>& c = out.cls_logits[l].value();
     const Tensor<T>& o = out.offsets[l].value();
     cls.emplace_back(c.data(), c.data() + len * cfg.num_classes);
-    offs.emplace_back(o.data(), o.data() + len * cfg.offset_channels());
+    offs.emplace_back(o.data(), o.data() + len * o.size(2));
     lens.push_back(len);
-    if (cfg.trident()) {
+    if (trident_head) {
       const Tensor<T>& sl = out.start_logits[l].value();
       const Tensor<T>& el = out.end_logits[l].value();
       starts.emplace_back(sl.data(), sl.data() + len * cfg.num_classes);
@@ -118,7 +123,7 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
     }
   }
   ClassOffsets trident;
-  if (cfg.trident()) {
+  if (trident_head) {
     // The Trident head's per-class distances, decoded for the candidates only.
     for (size_t l = 0; l < offs.size(); ++l) trident_check(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins);
     trident = [&](size_t l, int64_t pt, int c) {
