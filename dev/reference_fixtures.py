@@ -145,3 +145,21 @@ def write_training_outputs(model, batch, gts, out):
                       {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
     print('train losses', {k: float(v) for k, v in losses.items()}, 'norm', norm_before, '->',
           float(model.loss_normalizer))
+
+
+def write_fixture_video(model, out, vid, x, fps, stride, nframes):
+    """One inference video of a fixture: vid.npy (the (T, C) input x) and
+    vid.expected.safetensors (run_and_capture's per-level outputs); returns
+    its expected_detections.json entry (num_feats, fps, duration, padded_len,
+    detections) after printing a summary line."""
+    T = x.shape[0]
+    np.save(os.path.join(out, vid + '.npy'), x)
+    duration = (T * stride + nframes) / fps
+    tensors, dets, padded_len, level_lens = run_and_capture(
+        model, {'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
+                'labels': None, 'fps': fps, 'duration': duration, 'feat_stride': stride,
+                'feat_num_frames': nframes})
+    write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
+    print(vid, 'T', T, 'padded', padded_len, 'levels', level_lens, 'dets', len(dets),
+          'top', dets[0] if dets else None)
+    return {'num_feats': T, 'fps': fps, 'duration': duration, 'padded_len': padded_len, 'detections': dets}

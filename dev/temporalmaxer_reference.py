@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
-                                run_and_capture, saved_config, use_reference_checkout,
-                                write_safetensors)
+                                saved_config, use_reference_checkout,
+                                write_fixture_video, write_safetensors)
 
 use_reference_checkout('TEMPORALMAXER_ROOT', 'TemporalMaxer')
 from libs.core import load_config  # noqa: E402
@@ -71,17 +71,6 @@ write_safetensors(os.path.join(out, 'weights.safetensors'), {k: v.numpy() for k,
 
 expected = {}
 for vid, T in (('vid00', 300), ('vid01', 768), ('vid02', 1000)):
-    x = blob_features(rng, T, C_IN)
-    np.save(os.path.join(out, vid + '.npy'), x)
-    duration = (T * STRIDE + NFRAMES) / FPS
-    tensors, dets, padded_len, level_lens = run_and_capture(
-        model, {'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
-                'labels': None, 'fps': FPS, 'duration': duration, 'feat_stride': STRIDE,
-                'feat_num_frames': NFRAMES})
-    write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
-    expected[vid] = {'num_feats': T, 'fps': FPS, 'duration': duration,
-                     'padded_len': padded_len, 'detections': dets}
-    print(vid, 'T', T, 'padded', expected[vid]['padded_len'], 'levels',
-          level_lens, 'dets', len(dets), 'top', dets[0] if dets else None)
+    expected[vid] = write_fixture_video(model, out, vid, blob_features(rng, T, C_IN), FPS, STRIDE, NFRAMES)
 with open(os.path.join(out, 'expected_detections.json'), 'w') as fh:
     json.dump(expected, fh, indent=1)

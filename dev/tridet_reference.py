@@ -45,8 +45,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
-                                run_and_capture, saved_config, use_reference_checkout,
-                                write_safetensors, write_training_outputs)
+                                saved_config, use_reference_checkout,
+                                write_fixture_video, write_safetensors, write_training_outputs)
 
 use_reference_checkout('TRIDET_ROOT', 'TriDet')
 from libs.core import load_config  # noqa: E402
@@ -136,18 +136,8 @@ for cfg_name, (weights_name, user, videos) in CONFIGS.items():
         json.dump(saved, fh, indent=1)
     write_safetensors(os.path.join(out, weights_name), {k: v.numpy() for k, v in model.state_dict().items()})
     for vid, T in videos:
-        x = blob_features(rng, T, C_IN)
-        np.save(os.path.join(out, vid + '.npy'), x)
-        duration = (T * STRIDE + NFRAMES) / FPS
-        tensors, dets, padded_len, level_lens = run_and_capture(
-            model, {'video_id': vid, 'feats': torch.from_numpy(np.ascontiguousarray(x.T)), 'segments': None,
-                    'labels': None, 'fps': FPS, 'duration': duration, 'feat_stride': STRIDE,
-                    'feat_num_frames': NFRAMES})
-        write_safetensors(os.path.join(out, vid + '.expected.safetensors'), tensors)
-        expected[vid] = {'config': cfg_name, 'num_feats': T, 'fps': FPS, 'duration': duration,
-                         'padded_len': padded_len, 'detections': dets}
-        print(cfg_name, vid, 'T', T, 'padded', padded_len, 'levels', level_lens, 'dets', len(dets),
-              'top', dets[0] if dets else None)
+        entry = write_fixture_video(model, out, vid, blob_features(rng, T, C_IN), FPS, STRIDE, NFRAMES)
+        expected[vid] = {'config': cfg_name, **entry}
     if cfg_name == 'config.json':
         write_training_batch(model)
 with open(os.path.join(out, 'expected_detections.json'), 'w') as fh:
