@@ -951,6 +951,12 @@ TEST_CASE("nms: batched_nms caps, class order, voting, validation") {
   CHECK(out.label == std::vector<int>{0, 0});
   CHECK(out.start[1] == 30);
   CHECK(out.end[1] == 40);
+  // OpenTAD's voting weighs by score only: wb = 0.6.
+  ag.voting_iou_weight = false;
+  out = batched_nms(v, ag);
+  CHECK(out.start[0] == doctest::Approx((0.9 * 0 + 0.6 * 1) / 1.5).epsilon(1e-6));
+  CHECK(out.end[0] == doctest::Approx((0.9 * 10 + 0.6 * 11) / 1.5).epsilon(1e-6));
+  ag.voting_iou_weight = true;
   ag.voting_thresh = 0;  // no voting
   out = batched_nms(v, ag);
   CHECK(out.start[0] == 0);

@@ -458,6 +458,27 @@ TEST_CASE("heads: decoding - threshold, per-level top-k, duration filter, float3
   cfg.pre_nms_thresh = 0.001f;
   cfg.pre_nms_topk = 0;
   CHECK(decode_candidates(logits, offs, 2, pts, cfg).size() == 0);
+  // OpenTAD's scope: one threshold / sort / top-4 over both levels together
+  // (level 1's 0.924 and level 0's 0.953, 0.881, 0.818 - level 0's 0.731s
+  // lose to it), no duration filter.
+  cfg.pre_nms_scope = "video";
+  cfg.pre_nms_topk = 4;
+  infer::Segments v = decode_candidates(logits, offs, 2, pts, cfg);
+  REQUIRE(v.size() == 4);
+  CHECK(v.start == std::vector<float>{1.5f, 0.0f, -1.0f, 4.0f});
+  CHECK(v.end == std::vector<float>{2.25f, 402.0f, 2.0f, 4.050000190734863f});
+  CHECK(v.label == std::vector<int>{1, 1, 0, 0});
+  cfg.pre_nms_topk = 2000;
+  CHECK(decode_candidates(logits, offs, 2, pts, cfg).size() == 13);  // 9 + 4 above threshold, row 1 kept too
+  // One class: every valid position, in order, unthresholded.
+  const std::vector<std::vector<float>> one = {{-20.0f, 1.0f, 0.0f, 2.0f, -3.0f, 0.0f, 0.0f, 0.0f}, {-30.0f, 0.5f}};
+  const std::vector<std::vector<float>> one_offs = {std::vector<float>(16, 1.0f), std::vector<float>(4, 0.5f)};
+  infer::Segments o = decode_candidates(one, one_offs, 1, pts, cfg);
+  REQUIRE(o.size() == 10);
+  CHECK(o.start[0] == -1.0f);
+  CHECK(o.start[8] == -1.0f);  // level 1, point 0: 0 - 0.5 x 2
+  CHECK(o.score[0] < 1e-8f);
+  cfg.pre_nms_scope = "level";
   // errors
   cfg.pre_nms_topk = 4;
   CHECK_THROWS_AS(decode_candidates(logits, offs, 3, pts, cfg), Error);

@@ -36,7 +36,8 @@
 //     the first max_seg_num, then, if voting_thresh > 0, segment voting: each
 //     kept segment becomes the average of ALL input segments weighted by
 //     [iou >= voting_thresh] * score * iou (input scores, normalised per kept
-//     segment); scores are not changed. Voting is never applied in multiclass
+//     segment; without the * iou when voting_iou_weight is false, as OpenTAD);
+//     scores are not changed. Voting is never applied in multiclass
 //     mode. Finally everything is sorted by score (torch.sort order) and the
 //     first max_seg_num are returned.
 // Errors: mismatched array lengths, non-finite inputs, max_seg_num < 1, an
@@ -72,6 +73,9 @@ struct NmsConfig {
   float iou_threshold = 0.1f, min_score = 0.001f, sigma = 0.5f, voting_thresh = 0.75f;
   int max_seg_num = 200;
   bool multiclass = true;
+  // Segment voting's weights [iou >= t] * score * iou (the current original
+  // code) or, false, [iou >= t] * score (OpenTAD, ActionFormer's first release).
+  bool voting_iou_weight = true;
 };
 
 namespace nms_detail {
@@ -261,7 +265,7 @@ inline Segments run_op(const Segments& in, const std::vector<int>& idx, const Nm
 }
 
 /// seg_voting: float32 IoUs and weights; sums accumulated in double.
-inline void seg_voting(Segments& kept, const Segments& all, float iou_threshold) {
+inline void seg_voting(Segments& kept, const Segments& all, float iou_threshold, bool iou_weight = true) {
   const size_t na = all.size();
   std::vector<float> w(na);
   for (size_t i = 0; i < kept.size(); ++i) {
@@ -274,7 +278,7 @@ inline void seg_voting(Segments& kept, const Segments& all, float iou_threshold)
       const float inter = std::max(right - left, 0.f);
       const float iou = inter / (len0 + (all.end[j] - all.start[j]) - inter);
       const float mask = iou >= iou_threshold ? 1.f : 0.f;
-      w[j] = mask * all.score[j] * iou;
+      w[j] = iou_weight ? mask * all.score[j] * iou : mask * all.score[j];
       total += static_cast<double>(w[j]);
     }
     const float ftotal = static_cast<float>(total);
@@ -337,7 +341,7 @@ inline Segments batched_nms(const Segments& in, const NmsConfig& cfg) {
     std::vector<int> idx(n);
     for (int i = 0; i < ni; ++i) idx[static_cast<size_t>(i)] = i;
     merged = nms_detail::run_op(in, idx, cfg);
-    if (cfg.voting_thresh > 0) nms_detail::seg_voting(merged, in, cfg.voting_thresh);
+    if (cfg.voting_thresh > 0) nms_detail::seg_voting(merged, in, cfg.voting_thresh, cfg.voting_iou_weight);
   }
 
   std::vector<int> order =

@@ -26,6 +26,10 @@
 //   float32 first, as torch's separate kernels);
 //   keep end - start > duration_thresh (float32 comparison).
 //   Levels are concatenated in order (grid units, float32).
+//   With cfg.pre_nms_scope "video" (OpenTAD): the levels' valid positions are
+//   concatenated first and the threshold / sort / top-k run once over all of
+//   them (flat index = global point * C + class); no duration filter; with
+//   one class every position is kept, in order, unthresholded.
 // postprocess_video_grid: decode_candidates, then infer::batched_nms with
 //   cfg.nms (its method "none" returns the candidates unchanged, as the
 //   reference skipping NMS); grid units.
@@ -70,6 +74,11 @@ struct PostprocessConfig {
   float pre_nms_thresh = 0.001f;
   int pre_nms_topk = 2000;
   float duration_thresh = 0.05f;
+  // "level": threshold, top-k and the duration filter per pyramid level (the
+  // original code). "video": OpenTAD's SingleStageDetector.post_processing -
+  // threshold and top-k once over every level's candidates together, no
+  // duration filter, and with one class every valid position kept unfiltered.
+  std::string pre_nms_scope = "level";
   infer::NmsConfig nms;
 };
 
@@ -104,21 +113,92 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
   FLOWLESS_CHECK(static_cast<int>(cls_logits.size()) == pts.num_levels(), "decode_candidates: ",
                  cls_logits.size(), " levels of outputs but ", pts.num_levels(), " point levels");
   const int64_t C = num_classes;
-  infer::Segments out;
-  std::vector<float> kept_p;
-  std::vector<int64_t> kept_idx;
+  // Per level: its number of valid positions and whether its offsets are class-specific.
+  std::vector<int64_t> lengths(cls_logits.size());
+  std::vector<char> per_class(cls_logits.size());
   for (size_t l = 0; l < cls_logits.size(); ++l) {
-    const PointLevel& lv = pts.levels[l];
     const auto& logits = cls_logits[l];
     FLOWLESS_CHECK(logits.size() % static_cast<size_t>(C) == 0, "decode_candidates: level ", l, " has ",
                    logits.size(), " logits, not a multiple of ", C, " classes");
     const int64_t T = static_cast<int64_t>(logits.size()) / C;
-    const bool per_class = C > 1 && static_cast<int64_t>(offsets[l].size()) == 2 * T * C;
-    FLOWLESS_CHECK(class_offsets || per_class || static_cast<int64_t>(offsets[l].size()) == 2 * T, "decode_candidates: level ", l,
-                   " has ", T, " positions of logits but ", offsets[l].size(), " offset values (expected ", 2 * T,
-                   ", or ", 2 * T * C, " class-specific)");
-    FLOWLESS_CHECK(T <= lv.length, "decode_candidates: level ", l, " has ", T, " positions but only ",
-                   lv.length, " points");
+    per_class[l] = C > 1 && static_cast<int64_t>(offsets[l].size()) == 2 * T * C;
+    FLOWLESS_CHECK(class_offsets || per_class[l] || static_cast<int64_t>(offsets[l].size()) == 2 * T,
+                   "decode_candidates: level ", l, " has ", T, " positions of logits but ", offsets[l].size(),
+                   " offset values (expected ", 2 * T, ", or ", 2 * T * C, " class-specific)");
+    FLOWLESS_CHECK(T <= pts.levels[l].length, "decode_candidates: level ", l, " has ", T, " positions but only ",
+                   pts.levels[l].length, " points");
+    lengths[l] = T;
+  }
+  // start = t - left * s, end = t + right * s of (level, point, class), grid units.
+  auto segment = [&](size_t l, int64_t pt, int cls) {
+    const PointLevel& lv = pts.levels[l];
+    const float s = static_cast<float>(lv.stride);
+    const float t = static_cast<float>(pt * lv.stride);
+    float ol, orr;
+    if (class_offsets) {
+      const std::array<float, 2> d = class_offsets(l, pt, cls);
+      ol = d[0];
+      orr = d[1];
+    } else {
+      const size_t o2 = static_cast<size_t>(2 * (per_class[l] ? pt * C + cls : pt));
+      ol = offsets[l][o2];
+      orr = offsets[l][o2 + 1];
+    }
+    const float dl = heads_detail::no_contract(ol * s);
+    const float dr = heads_detail::no_contract(orr * s);
+    return std::array<float, 2>{t - dl, t + dr};
+  };
+  infer::Segments out;
+  auto emit = [&](const std::array<float, 2>& seg, float p, int cls) {
+    out.start.push_back(seg[0]);
+    out.end.push_back(seg[1]);
+    out.score.push_back(p);
+    out.label.push_back(cls);
+  };
+  std::vector<float> kept_p;
+  std::vector<int64_t> kept_idx;
+  if (cfg.pre_nms_scope == "video") {
+    // OpenTAD: every level's valid positions concatenated (level-major), one
+    // threshold / sort / top-k over the flattened (point, class) scores.
+    std::vector<size_t> level_of;    // global point -> level
+    std::vector<int64_t> first_pt;   // first global point of each level
+    int64_t total = 0;
+    for (size_t l = 0; l < lengths.size(); ++l) {
+      first_pt.push_back(total);
+      total += lengths[l];
+    }
+    auto locate = [&](int64_t gpt) {
+      size_t l = static_cast<size_t>(std::upper_bound(first_pt.begin(), first_pt.end(), gpt) - first_pt.begin()) - 1;
+      return std::pair<size_t, int64_t>{l, gpt - first_pt[l]};
+    };
+    if (C == 1) {  // one class: no threshold, no top-k, every position in order
+      for (size_t l = 0; l < lengths.size(); ++l)
+        for (int64_t t = 0; t < lengths[l]; ++t)
+          emit(segment(l, t, 0), postprocess_detail::sigmoid_f32(cls_logits[l][static_cast<size_t>(t)]), 0);
+      return out;
+    }
+    for (size_t l = 0; l < lengths.size(); ++l)
+      for (int64_t i = 0; i < lengths[l] * C; ++i) {
+        const float p = postprocess_detail::sigmoid_f32(cls_logits[l][static_cast<size_t>(i)]);
+        if (p > cfg.pre_nms_thresh) {
+          kept_p.push_back(p);
+          kept_idx.push_back(first_pt[l] * C + i);
+        }
+      }
+    FLOWLESS_CHECK(kept_p.size() <= static_cast<size_t>(INT32_MAX), "decode_candidates: too many candidates");
+    const std::vector<int> order = infer::nms_detail::sort_desc(kept_p.data(), static_cast<int>(kept_p.size()));
+    const size_t k = std::min(order.size(), static_cast<size_t>(cfg.pre_nms_topk));
+    for (size_t r = 0; r < k; ++r) {
+      const size_t o = static_cast<size_t>(order[r]);
+      const auto [l, pt] = locate(kept_idx[o] / C);
+      const int cls = static_cast<int>(kept_idx[o] % C);
+      emit(segment(l, pt, cls), kept_p[o], cls);
+    }
+    return out;
+  }
+  for (size_t l = 0; l < cls_logits.size(); ++l) {
+    const auto& logits = cls_logits[l];
+    const int64_t T = lengths[l];
     // 1. threshold, in flat index order
     kept_p.clear();
     kept_idx.clear();
@@ -133,31 +213,13 @@ inline infer::Segments decode_candidates(const std::vector<std::vector<float>>& 
     FLOWLESS_CHECK(kept_p.size() <= static_cast<size_t>(INT32_MAX), "decode_candidates: too many candidates");
     const std::vector<int> order = infer::nms_detail::sort_desc(kept_p.data(), static_cast<int>(kept_p.size()));
     const size_t k = std::min(order.size(), static_cast<size_t>(cfg.pre_nms_topk));
-    const float s = static_cast<float>(lv.stride);
     for (size_t r = 0; r < k; ++r) {
       const size_t o = static_cast<size_t>(order[r]);
       const int64_t idx = kept_idx[o];
-      const int64_t pt = idx / C;
       const int cls = static_cast<int>(idx % C);
-      const float t = static_cast<float>(pt * lv.stride);
-      float ol, orr;
-      if (class_offsets) {
-        const std::array<float, 2> d = class_offsets(l, pt, cls);
-        ol = d[0];
-        orr = d[1];
-      } else {
-        const size_t o2 = static_cast<size_t>(2 * (per_class ? pt * C + cls : pt));
-        ol = offsets[l][o2];
-        orr = offsets[l][o2 + 1];
-      }
-      const float dl = heads_detail::no_contract(ol * s);
-      const float dr = heads_detail::no_contract(orr * s);
-      const float left = t - dl, right = t + dr;
-      if (!(right - left > cfg.duration_thresh)) continue;
-      out.start.push_back(left);
-      out.end.push_back(right);
-      out.score.push_back(kept_p[o]);
-      out.label.push_back(cls);
+      const std::array<float, 2> seg = segment(l, idx / C, cls);
+      if (!(seg[1] - seg[0] > cfg.duration_thresh)) continue;
+      emit(seg, kept_p[o], cls);
     }
   }
   return out;

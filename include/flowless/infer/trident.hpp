@@ -13,7 +13,9 @@
 //          offsets)
 // For step t and class c, with s(i) = start[i, c] and e(i) = end[i, c], zero
 // outside [0, len) (the reference pads the boundary logits with zeros and
-// its masked convolutions zero the padded steps):
+// its masked convolutions zero the padded steps) - or, given blen > len
+// boundary steps (OpenTAD's TriDet, whose boundary heads leave the padded
+// steps of the buffer unmasked), outside [0, blen):
 //   p_j = softmax_j( s(t - nb + j) + bins[t, 0, j] ),  left  = sum_j p_j (nb - j)
 //   q_j = softmax_j( e(t + j)      + bins[t, 1, j] ),  right = sum_j q_j j
 // i.e. the expected distance under a distribution over the nb + 1 steps
@@ -60,8 +62,9 @@ inline T softmax_expectation(T* z, int64_t K, bool reverse) {
 /// score threshold and top-k (what the post-processing does).
 inline std::array<float, 2> trident_decode_at(const std::vector<float>& bins, const std::vector<float>& start,
                                               const std::vector<float>& end, int64_t len, int64_t C, int nb, int64_t t,
-                                              int64_t c) {
+                                              int64_t c, int64_t blen = -1) {
   const int64_t K = int64_t(nb) + 1;
+  if (blen < 0) blen = len;
   FLOWLESS_CHECK(t >= 0 && t < len && c >= 0 && c < C, "trident_decode_at: step ", t, " class ", c, " outside (", len,
                  ", ", C, ")");
   float zbuf[64];
@@ -80,19 +83,21 @@ inline std::array<float, 2> trident_decode_at(const std::vector<float>& bins, co
   const float left = trident_detail::softmax_expectation(z, K, true);
   for (int64_t j = 0; j < K; ++j) {
     const int64_t i = t + j;
-    z[j] = (i < len ? end[size_t(i * C + c)] : 0.0f) + br[j];
+    z[j] = (i < blen ? end[size_t(i * C + c)] : 0.0f) + br[j];
   }
   return {left, trident_detail::softmax_expectation(z, K, false)};
 }
 
 inline void trident_check(const std::vector<float>& bins, const std::vector<float>& start, const std::vector<float>& end,
-                          int64_t len, int64_t C, int nb) {
+                          int64_t len, int64_t C, int nb, int64_t blen = -1) {
+  if (blen < 0) blen = len;
+  FLOWLESS_CHECK(blen >= len, "trident_decode: ", blen, " boundary steps for ", len, " steps");
   FLOWLESS_CHECK(len >= 0 && C >= 1 && nb >= 0, "trident_decode: len ", len, ", ", C, " classes, ", nb, " bins");
   const int64_t K = int64_t(nb) + 1;
   FLOWLESS_CHECK(int64_t(bins.size()) == len * 2 * K, "trident_decode: ", bins.size(), " bin logits for ", len,
                  " steps x 2 x ", K);
-  FLOWLESS_CHECK(int64_t(start.size()) == len * C && int64_t(end.size()) == len * C, "trident_decode: boundary logits ",
-                 start.size(), " / ", end.size(), " for ", len, " steps x ", C, " classes");
+  FLOWLESS_CHECK(int64_t(start.size()) == blen * C && int64_t(end.size()) == blen * C, "trident_decode: boundary logits ",
+                 start.size(), " / ", end.size(), " for ", blen, " steps x ", C, " classes");
 }
 
 /// Every (t, c): (len, C, 2).

@@ -38,16 +38,17 @@ class Backbone : public nn::Module<T> {
   virtual Pyramid<T> forward(const Var<T>& x, const std::vector<int>& lengths, Rng& rng) = 0;
 };
 
-/// Shared conv embedding: arch[0] x [masked conv -> LN -> ReLU].
+/// Shared conv embedding: arch[0] x [masked conv -> LN -> ReLU], with
+/// conv_remask (OpenTAD's ConvModule) the padded steps zeroed after each ReLU.
 template <class T>
 class ConvEmbedding {
  public:
-  ConvEmbedding(const DetectorConfig& c, Rng& rng) : with_ln_(c.embd_with_ln) {
+  ConvEmbedding(const DetectorConfig& c, Rng& rng) : with_ln_(c.embd_with_ln), remask_(c.conv_remask) {
     for (int i = 0; i < c.backbone_arch[0]; ++i) {
       int cin = i == 0 ? c.input_dim : c.embd_dim;
       convs_.push_back(std::make_unique<nn::MaskedConv1d<T>>(cin, c.embd_dim, c.embd_kernel_size, 1,
                                                               c.embd_kernel_size / 2, 1, !c.embd_with_ln, &rng));
-      norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.embd_dim));
+      norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.embd_dim, c.conv_norm_eps));
     }
   }
   Var<T> forward(Var<T> x, const std::vector<int>& lengths) {
@@ -55,12 +56,13 @@ class ConvEmbedding {
       x = convs_[i]->forward(x, lengths);
       if (with_ln_) x = norms_[i]->forward(x);
       x = relu(x);
+      if (remask_) x = mask_time(x, lengths);
     }
     return x;
   }
   std::vector<std::unique_ptr<nn::MaskedConv1d<T>>> convs_;
   std::vector<std::unique_ptr<nn::LayerNorm<T>>> norms_;
-  bool with_ln_;
+  bool with_ln_, remask_;
 };
 
 /// Sinusoidal table (n_pos, C) scaled by 1/sqrt(C), as the reference's buffer

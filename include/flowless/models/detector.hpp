@@ -118,16 +118,22 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
     if (trident_head) {
       const Tensor<T>& sl = out.start_logits[l].value();
       const Tensor<T>& el = out.end_logits[l].value();
-      starts.emplace_back(sl.data(), sl.data() + len * cfg.num_classes);
-      ends.emplace_back(el.data(), el.data() + len * cfg.num_classes);
+      // OpenTAD's TriDet decodes with the boundary logits of the padded steps too.
+      const int64_t blen = cfg.unmasked_boundary_logits ? sl.size(1) : len;
+      starts.emplace_back(sl.data(), sl.data() + blen * cfg.num_classes);
+      ends.emplace_back(el.data(), el.data() + blen * cfg.num_classes);
     }
   }
   ClassOffsets trident;
   if (trident_head) {
     // The Trident head's per-class distances, decoded for the candidates only.
-    for (size_t l = 0; l < offs.size(); ++l) trident_check(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins);
-    trident = [&](size_t l, int64_t pt, int c) {
-      return trident_decode_at(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins, pt, c);
+    std::vector<int64_t> blens;
+    for (size_t l = 0; l < offs.size(); ++l) {
+      blens.push_back(int64_t(starts[l].size()) / cfg.num_classes);
+      trident_check(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins, blens[l]);
+    }
+    trident = [&, blens](size_t l, int64_t pt, int c) {
+      return trident_decode_at(offs[l], starts[l], ends[l], lens[l], cfg.num_classes, cfg.num_bins, pt, c, blens[l]);
     };
   }
   auto dets = postprocess_video(cls, offs, cfg.num_classes, pyramid_points(cfg, Tbuf), cfg.test, meta, trident);
@@ -150,6 +156,7 @@ class Detector : public nn::Module<T> {
       // reference builds them after cls_head, before reg_head).
       HeadOptions b = head_options(c);
       b.kernel_size = c.boundary_kernel_size;
+      b.mask_output = !c.unmasked_boundary_logits;
       start_head_ = std::make_unique<ClsHead<T>>(b, c.num_classes, c.cls_prior_prob, c.head_empty_cls, rng_);
       end_head_ = std::make_unique<ClsHead<T>>(b, c.num_classes, c.cls_prior_prob, c.head_empty_cls, rng_);
       this->register_module("start_head", *start_head_);
@@ -172,6 +179,8 @@ class Detector : public nn::Module<T> {
     o.num_layers = c.head_num_layers;
     o.kernel_size = c.head_kernel_size;
     o.with_ln = c.head_with_ln;
+    o.norm_eps = c.conv_norm_eps;
+    o.remask = c.conv_remask;
     return o;
   }
 

@@ -6,8 +6,12 @@
 // reference's defaults):
 //   {"model": {...}, "dataset": {...}, "train_cfg": {...}, "test_cfg": {...},
 //    "flowless": {"arch": "actionformer"|"temporalmaxer"|"tridet", "modality": "...",
-//                 "channels": [lo, hi], "inference_padding": "divisible"|"max_seq_len",
-//                 "mask_embedding": bool, "label_assigner": "center"|"simota"}}
+//                 "channels": [lo, hi], "inference_padding": "divisible"|"max_seq_len"|"none",
+//                 "mask_embedding": bool, "label_assigner": "center"|"simota",
+//                 "conv_remask": bool, "conv_norm_eps": number,
+//                 "pre_nms_scope": "level"|"video", "voting_iou_weight": bool,
+//                 "unmasked_boundary_logits": bool}}
+// (the last five are set by OpenTAD's configs, models/opentad.hpp).
 // "model.backbone_type" "convTransformer" selects the ActionFormer pyramid,
 // "convPooler" the TemporalMaxer pyramid; "flowless.arch" overrides it.
 // TemporalMaxer's own configs ("model_name": "TemporalMaxerArchitecture", or
@@ -58,6 +62,18 @@ struct DetectorConfig {
   // level 0 and the first pooling windows see them; flowless's own family
   // (true) zeroes them.
   bool mask_embedding = true;
+  // OpenTAD's ConvModule (flowless.conv_remask, flowless.conv_norm_eps): the
+  // embedding's and the heads' [conv -> LN -> ReLU] zero the padded steps
+  // after the ReLU (the original code leaves ReLU(LN bias) there), and the
+  // LayerNorms of the embedding, the heads and the FPN norms use eps
+  // conv_norm_eps (OpenTAD 1e-6 since its v0.2; 1e-5 in v0.1 and the
+  // original code). The transformer and SGP blocks' norms keep 1e-5.
+  bool conv_remask = false;
+  double conv_norm_eps = 1e-5;
+  // tridet (flowless.unmasked_boundary_logits, OpenTAD's TriDet): the start /
+  // end heads' last conv leaves the padded steps of the buffer unmasked, and
+  // the Trident decode reads them (inference; training refuses it).
+  bool unmasked_boundary_logits = false;
   // Label assignment the config was trained with: "center" (ActionFormer's
   // center sampling, the one flowless trains with) or "simota" (TemporalMaxer's
   // model.assigner; inference only here).
@@ -98,7 +114,11 @@ struct DetectorConfig {
   // detections (workflow/score_fusion.hpp); "" = none. A path as written in
   // the config (the reference resolves it from the working directory).
   std::string ext_score_file;
-  std::string inference_padding = "divisible";  // or "max_seq_len" (the reference's exact buffer)
+  // "divisible" (the smallest multiple of max_div_factor), "max_seq_len" (the
+  // reference's exact buffer: max_seq_len, longer videos a multiple of
+  // max_div_factor) or "none" (temporalmaxer only: the video's own length,
+  // levels of ceil(T / stride) steps, as OpenTAD runs TemporalMaxer).
+  std::string inference_padding = "divisible";
   // ---- flowless: which input channels the model reads ----
   std::string modality = "";        // informational: "rgb", "flow", "two-stream", ...
   std::array<int, 2> channels{0, 0};  // [lo, hi) of the feature file's channels; {0,0} = all (input_dim)
@@ -128,6 +148,7 @@ struct DetectorConfig {
   /// reference pads short videos to max_seq_len, a multiple of the largest
   /// stride only) the largest stride.
   int buffer_multiple() const {
+    if (inference_padding == "none") return 1;
     if (arch != "tridet") return max_div_factor();
     auto strides = fpn_strides();
     return strides.empty() ? 1 : strides.back();
@@ -138,6 +159,7 @@ struct DetectorConfig {
   /// Buffer length the network runs on for a video of T snippets at inference.
   int64_t inference_length(int64_t T) const {
     const int64_t div = max_div_factor();
+    if (inference_padding == "none") return T;
     if (inference_padding == "max_seq_len" && T <= max_seq_len) return max_seq_len;
     return std::max<int64_t>((T + div - 1) / div * div, div);
   }
@@ -210,6 +232,12 @@ struct DetectorConfig {
       FLOWLESS_CHECK(fpn_type == "identity" && fpn_num_groups >= 1 && fpn_dim % fpn_num_groups == 0, ctx,
                      ": fpn_norm groupnorm needs fpn_type identity and fpn_dim (", fpn_dim,
                      ") divisible by num_group (", fpn_num_groups, ")");
+    FLOWLESS_CHECK(std::isfinite(conv_norm_eps) && conv_norm_eps > 0 && conv_norm_eps < 1, ctx,
+                   ": flowless.conv_norm_eps ", conv_norm_eps, " is not in (0, 1)");
+    FLOWLESS_CHECK(!unmasked_boundary_logits || trident(), ctx,
+                   ": flowless.unmasked_boundary_logits applies to the Trident head (tridet) only");
+    FLOWLESS_CHECK(test.pre_nms_scope == "level" || test.pre_nms_scope == "video", ctx,
+                   ": unknown flowless.pre_nms_scope '", test.pre_nms_scope, "' (level, video)");
     FLOWLESS_CHECK(mask_embedding || arch == "temporalmaxer", ctx,
                    ": flowless.mask_embedding false applies to the temporalmaxer family only");
     FLOWLESS_CHECK(label_assigner == "center" || label_assigner == "simota", ctx, ": unknown label_assigner '",
@@ -222,8 +250,10 @@ struct DetectorConfig {
                      ctx, ": regression_range of level ", l, " must be finite [lo, hi] with lo <= hi");
     FLOWLESS_CHECK(dropout >= 0 && dropout < 1 && droppath >= 0 && droppath < 1, ctx,
                    ": dropout and droppath must be in [0, 1)");
-    FLOWLESS_CHECK(inference_padding == "divisible" || inference_padding == "max_seq_len", ctx,
-                   ": unknown flowless.inference_padding '", inference_padding, "' (divisible, max_seq_len)");
+    FLOWLESS_CHECK(inference_padding == "divisible" || inference_padding == "max_seq_len" ||
+                       (inference_padding == "none" && arch == "temporalmaxer"),
+                   ctx, ": unknown flowless.inference_padding '", inference_padding, "' (divisible, max_seq_len",
+                   arch == "temporalmaxer" ? ", none)" : "; none for the temporalmaxer family only)");
     if (inference_padding == "max_seq_len" && int(mha_win_size.size()) == backbone_arch[2] + 1)
       FLOWLESS_CHECK(max_seq_len % buffer_multiple() == 0, ctx, ": max_seq_len ", max_seq_len,
                      " must be divisible by ", buffer_multiple(), arch == "tridet" ? " (the largest stride)" : " (stride x window)",
@@ -343,6 +373,11 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
     c.fpn_norm = m.string_or("fpn_norm", c.fpn_norm);
     c.fpn_num_groups = detail::checked_int(ctx, "num_group", m.int_or("num_group", c.fpn_num_groups));
     c.mask_embedding = fl.bool_or("mask_embedding", c.mask_embedding);
+    c.conv_remask = fl.bool_or("conv_remask", c.conv_remask);
+    c.conv_norm_eps = fl.number_or("conv_norm_eps", c.conv_norm_eps);
+    c.unmasked_boundary_logits = fl.bool_or("unmasked_boundary_logits", c.unmasked_boundary_logits);
+    c.test.pre_nms_scope = fl.string_or("pre_nms_scope", c.test.pre_nms_scope);
+    c.test.nms.voting_iou_weight = fl.bool_or("voting_iou_weight", c.test.nms.voting_iou_weight);
     c.label_assigner = fl.string_or("label_assigner", c.label_assigner);
     c.fpn_start_level = detail::checked_int(ctx, "fpn_start_level", m.int_or("fpn_start_level", c.fpn_start_level));
     c.max_seq_len = detail::checked_int(ctx, "max_seq_len", m.int_or("max_seq_len", d.int_or("max_seq_len", c.max_seq_len)));
@@ -507,6 +542,11 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   fl["arch"] = Value(c.arch);
   fl["inference_padding"] = Value(c.inference_padding);
   if (!c.mask_embedding) fl["mask_embedding"] = Value(false);
+  if (c.conv_remask) fl["conv_remask"] = Value(true);
+  if (c.conv_norm_eps != 1e-5) fl["conv_norm_eps"] = Value(c.conv_norm_eps);
+  if (c.unmasked_boundary_logits) fl["unmasked_boundary_logits"] = Value(true);
+  if (c.test.pre_nms_scope != "level") fl["pre_nms_scope"] = Value(c.test.pre_nms_scope);
+  if (!c.test.nms.voting_iou_weight) fl["voting_iou_weight"] = Value(false);
   if (c.label_assigner != "center") fl["label_assigner"] = Value(c.label_assigner);
   fl["modality"] = Value(c.modality);
   if (c.channels[1] > 0) {

@@ -30,7 +30,7 @@ class IdentityNeck : public Neck<T> {
     FLOWLESS_CHECK(c.fpn_dim == c.embd_dim, "identity neck needs fpn_dim == embd_dim (", c.fpn_dim, " vs ", c.embd_dim, ")");
     if (c.fpn_norm == "groupnorm") return;
     for (int l = 0; l < c.num_levels(); ++l) {
-      norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.fpn_dim));
+      norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.fpn_dim, c.conv_norm_eps));
       if (c.fpn_with_ln) this->register_module("fpn_norms." + std::to_string(l), *norms_.back());
     }
   }
@@ -58,7 +58,7 @@ class FpnNeck : public Neck<T> {
     for (int l = 0; l < c.num_levels(); ++l) {
       lateral_.push_back(std::make_unique<nn::MaskedConv1d<T>>(c.embd_dim, c.fpn_dim, 1, 1, 0, 1, !c.fpn_with_ln, &rng));
       fpn_.push_back(std::make_unique<nn::MaskedConv1d<T>>(c.fpn_dim, c.fpn_dim, 3, 1, 1, c.fpn_dim, !c.fpn_with_ln, &rng));
-      norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.fpn_dim));
+      norms_.push_back(std::make_unique<nn::LayerNorm<T>>(c.fpn_dim, c.conv_norm_eps));
       this->register_module("lateral_convs." + std::to_string(l), *lateral_.back());
       this->register_module("fpn_convs." + std::to_string(l), *fpn_.back());
       if (c.fpn_with_ln) this->register_module("fpn_norms." + std::to_string(l), *norms_.back());
