@@ -100,16 +100,19 @@ def run_and_capture(model, video):
     return tensors, dets, int(captured['masks'][0].shape[-1]), [int(m.sum()) for m in captured['masks']]
 
 
+def plain(v):
+    """A config tree as JSON holds it: dicts, lists (tuples become lists), scalars."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
 def saved_config(cfg):
     """The reference's load_config output as written to config.json:
     model_name, model (without its train_cfg / test_cfg copies), dataset,
     train_cfg, test_cfg, tuples as lists."""
-    def plain(v):
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
     return {'model_name': cfg['model_name'],
             'model': {k: plain(v) for k, v in cfg['model'].items() if k not in ('train_cfg', 'test_cfg')},
             'dataset': plain(cfg['dataset']), 'train_cfg': plain(cfg['train_cfg']),

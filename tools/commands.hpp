@@ -114,6 +114,7 @@ class Commands {
     add_detect(app);
     add_eval(app);
     add_info(app);
+    add_convert(app);
     add_check(app);
     add_plot(app);
     add_demo(app);
@@ -974,6 +975,50 @@ class Commands {
     if (static_cast<int>(warnings.size()) > chk_.max_warnings)
       std::printf("... and %zu more warning(s)\n", warnings.size() - static_cast<size_t>(chk_.max_warnings));
     std::printf("%zu video(s) read, %zu warning(s)\n", n_videos, warnings.size());
+    return 0;
+  }
+
+  // ---- convert --------------------------------------------------------------
+  struct {
+    std::string config, weights, key = "state_dict_ema", class_names, out;
+  } conv_;
+  void add_convert(CLI::App& app) {
+    auto* s = sub(app, "convert",
+                  "turn reference weights and their config (ActionFormer / TemporalMaxer / TriDet JSON, OpenTAD "
+                  ".py) into one flowless model file",
+                  [this] { return convert(); });
+    s->add_option("--config", conv_.config, "the config the weights were trained with (.json, or OpenTAD's .py)")
+        ->required();
+    s->add_option("--weights", conv_.weights, "reference .safetensors, or a training checkpoint .pth / .pth.tar")
+        ->required();
+    s->add_option("--key", conv_.key, "which state dict of a checkpoint (state_dict_ema, state_dict)")
+        ->capture_default_str();
+    s->add_option("--class-names", conv_.class_names,
+                  "a text file of class names, one per line in class-index order (OpenTAD's category_idx.txt); "
+                  "stored in the model file and used by detect");
+    s->add_option("--out", conv_.out, "the flowless model file to write (.safetensors)")->required();
+  }
+  int convert() {
+    const DetectorConfig cfg = models::read_config_file(conv_.config);
+    auto model = models::load_reference_detector<float>(cfg, conv_.weights, conv_.key);
+    std::map<std::string, std::string> meta{{"converted_from", conv_.weights}};
+    if (!conv_.class_names.empty()) {
+      std::istringstream lines(io::read_file(conv_.class_names));
+      json::Value names = json::Value::object();
+      std::string line;
+      int n = 0;
+      while (std::getline(lines, line)) {
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+        if (line.empty()) continue;
+        names[std::to_string(n++)] = json::Value(line);
+      }
+      FLOWLESS_CHECK(n == cfg.num_classes, conv_.class_names, ": ", n, " class names for a model of ", cfg.num_classes,
+                     " classes");
+      meta["label_names"] = json::dump(names);
+    }
+    models::save_detector(conv_.out, *model, meta);
+    std::printf("%s: %s detector, %lld parameters, from %s\n", conv_.out.c_str(), cfg.arch.c_str(),
+                static_cast<long long>(model->num_parameters()), conv_.weights.c_str());
     return 0;
   }
 

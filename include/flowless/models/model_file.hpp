@@ -7,7 +7,8 @@
 // Reference artefacts load directly, no Python involved:
 //   weights.safetensors (reference parameter names) or the reference's
 //   training checkpoint .pth.tar (state_dict_ema by default, "module." prefix
-//   stripped) with the architecture from the reference config JSON.
+//   stripped) with the architecture from the reference config JSON; and
+//   OpenTAD's checkpoints with its Python config (models/opentad.hpp).
 #pragma once
 
 #include <map>
@@ -15,8 +16,10 @@
 #include <string>
 
 #include "flowless/io/pth.hpp"
+#include "flowless/io/pyconfig.hpp"
 #include "flowless/io/safetensors.hpp"
 #include "flowless/models/detector.hpp"
+#include "flowless/models/opentad.hpp"
 
 namespace flowless::models {
 
@@ -59,8 +62,19 @@ std::unique_ptr<Detector<T>> load_detector(const std::string& path) {
   return model;
 }
 
+/// A detector config file: the original code's layout as JSON (its YAML
+/// configs converted, or a flowless config), or OpenTAD's config tree - a
+/// Python config (.py, io::read_pyconfig) or the same tree as JSON.
+inline DetectorConfig read_config_file(const std::string& path) {
+  const bool python = path.size() >= 3 && path.compare(path.size() - 3, 3, ".py") == 0;
+  const json::Value root = python ? io::read_pyconfig(path) : json::parse_file(path);
+  if (python || is_opentad_config(root)) return parse_detector_config(opentad_to_reference_config(root, path), path);
+  return parse_detector_config(root, path);
+}
+
 /// Loads reference weights (.safetensors or .pth/.pth.tar) into a detector
 /// built from `cfg`. For checkpoints, `key` picks the entry (state_dict_ema).
+/// OpenTAD's parameter names are mapped to the original code's.
 template <class T>
 std::unique_ptr<Detector<T>> load_reference_detector(const DetectorConfig& cfg, const std::string& weights_path,
                                                      const std::string& key = "state_dict_ema") {
@@ -71,6 +85,7 @@ std::unique_ptr<Detector<T>> load_reference_detector(const DetectorConfig& cfg, 
   } else {
     arrays = io::load_safetensors(weights_path).tensors;
   }
+  if (is_opentad_state_dict(arrays)) arrays = opentad_to_reference_names(arrays, weights_path);
   model->load_state_dict(arrays, weights_path, true);
   model->train(false);
   return model;
@@ -81,8 +96,7 @@ std::unique_ptr<Detector<T>> load_reference_detector(const DetectorConfig& cfg, 
 template <class T>
 std::unique_ptr<Detector<T>> open_detector(const std::string& weights_path, const std::string& config_path = "") {
   if (!config_path.empty()) {
-    DetectorConfig cfg = parse_detector_config(json::parse_file(config_path), config_path);
-    return load_reference_detector<T>(cfg, weights_path);
+    return load_reference_detector<T>(read_config_file(config_path), weights_path);
   }
   FLOWLESS_CHECK(!io::is_pth_file(weights_path), weights_path, ": a reference checkpoint needs --config");
   return load_detector<T>(weights_path);

@@ -385,11 +385,14 @@ inline TrainResult train_model(const TrainRequest& r) {
 
   DetectorConfig cfg = r.config_path.empty()
                            ? preset_config(r.preset, r.arch)
-                           : parse_detector_config(json::parse_file(r.config_path), r.config_path);
+                           : models::read_config_file(r.config_path);
   if (r.config_path.empty()) cfg.arch = r.arch;
   FLOWLESS_CHECK(!cfg.force_upsampling && cfg.feat_stride > 0, r.config_path,
                  ": dataset.force_upsampling and fixed-length features (feat_stride <= 0; ActivityNet's "
                  "resampling to max_seq_len) are supported at inference only (flowless detect), not in training");
+  FLOWLESS_CHECK(!cfg.unmasked_boundary_logits, r.config_path,
+                 ": flowless.unmasked_boundary_logits (OpenTAD's TriDet) is supported at inference only; training "
+                 "decodes the Trident head with masked boundary logits");
   FLOWLESS_CHECK(cfg.label_assigner == "center", r.config_path,
                  ": model.assigner asks for TemporalMaxer's SimOTA label assignment, which flowless does not "
                  "implement (it trains with center sampling); remove model.assigner to train with center sampling");
