@@ -456,7 +456,8 @@ class Reader {
     fail(op, "unsupported operation: ", a.type_name(), " ", o, " ", b.type_name());
   }
   Value repeat(const Token& op, const Value& seq, double n) {
-    if (n > 1e6) fail(op, "repetition count ", n, " is too large");
+    const double len = seq.is_string() ? double(seq.as_string().size()) : double(seq.size());
+    if (n * len > 1e7) fail(op, "repetition to ", n * len, " elements is too large (a config holds at most 10^7)");
     if (seq.is_string()) {
       std::string r;
       for (int i = 0; i < static_cast<int>(n); ++i) r += seq.as_string();
