@@ -187,7 +187,7 @@ class Commands {
     s->add_option("--modality", tr_.modality, "rgb | flow | two-stream (detectors)")->capture_default_str();
     s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer | tridet")->capture_default_str();
     s->add_option("--preset", tr_.preset, "model/training preset: small | tiny | thumos")->capture_default_str();
-    s->add_option("--config", tr_.config_path, "reference config JSON (model section overrides the preset)");
+    s->add_option("--config", tr_.config_path, "reference config (JSON, or OpenTAD's .py): its model replaces the preset");
     s->add_option("--epochs", tr_.epochs, "cosine epochs after warmup (default: preset)");
     s->add_option("--warmup-epochs", tr_.warmup_epochs, "warmup epochs (default: preset)");
     s->add_option("--batch-size", tr_.batch_size, "videos per batch (default: preset)");
@@ -696,7 +696,8 @@ class Commands {
   } det_;
   void add_detect(CLI::App& app) {
     auto* s = sub(app, "detect", "detect actions in feature files or a dataset split", [this] { return detect(); });
-    s->add_option("--config", det_.config, "reference config JSON (with reference --weights)");
+    s->add_option("--config", det_.config,
+                  "reference config (with reference --weights): JSON, or OpenTAD's Python config (.py)");
     s->add_option("--weights", det_.weights, "weights: reference .safetensors / .pth.tar, or a flowless model file");
     s->add_option("--model", det_.model, "a flowless model file (config inside)");
     s->add_option("--features", det_.features, "a (T, C) .npy/.npz file or a folder of them (id = file stem)");
