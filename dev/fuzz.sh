@@ -5,7 +5,7 @@
 #   bash dev/fuzz.sh [seconds_per_target] [target ...]
 #
 # Targets: npy zip safetensors pth json annotations dataset_info predictions
-# detector_config.
+# detector_config pyconfig.
 # Every target checks that any input either parses or throws flowless::Error
 # (no crash, no other exception, no sanitizer report, no allocation beyond
 # the limits below). Seeds: fuzz/corpus/<target>/ (read only; new inputs go
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(npy zip safetensors pth json annotations dataset_info predictions detector_config)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(npy zip safetensors pth json annotations dataset_info predictions detector_config pyconfig)
 BUILD=${FUZZ_BUILD:-build-fuzz}
 CXX=${CXX:-clang++}
 

@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::require(div >= 1 && div <= (1 << 16), "max_div_factor in [1, 2^16]");
     for (int64_t T : {int64_t(1), int64_t(7), int64_t(c.max_seq_len), int64_t(1) << 30}) {
       const int64_t L = c.inference_length(T);
-      fuzz::require(L >= T && L % div == 0, "inference_length is a multiple of max_div_factor covering T");
+      fuzz::require(L >= T && L % c.buffer_multiple() == 0, "inference_length is a multiple of buffer_multiple covering T");
     }
     for (int s : c.fpn_strides()) fuzz::require(s >= 1, "positive strides");
     const bool small = c.input_dim <= 16 && c.embd_dim <= 16 && c.fpn_dim <= 16 && c.head_dim <= 16 &&

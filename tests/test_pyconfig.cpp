@@ -142,6 +142,8 @@ TEST_CASE("pyconfig errors name the file, the line and the problem") {
   PC_CHECK_ERROR(read_pyconfig(pc_write("comp.py", "x = [i for i in y]\n")), "comprehensions");
   PC_CHECK_ERROR(read_pyconfig(pc_write("typ.py", "x = 'a' - 1\n")), "unsupported operation: a string - a number");
   PC_CHECK_ERROR(read_pyconfig(pc_write("div.py", "x = 1 / 0\n")), "division by zero");
+  PC_CHECK_ERROR(flowless::io::parse_pyconfig("_base_ = 'a.py'\n", "mem.py"), "mem.py: line 1", "needs a config file");
+  CHECK(flowless::io::parse_pyconfig("x = dict(a=(1, 2))\n", "mem.py").at("x").at("a")[1].as_number() == 2);
   PC_CHECK_ERROR(read_pyconfig(pc_write("big.py", "x = ('abc' * 1000000) * 1000000\n")), "is too large");
   PC_CHECK_ERROR(read_pyconfig(pc_write("nobase.py", "_base_ = 'nothere.py'\n")), "nobase.py", "'nothere.py' not found");
   pc_write("cyc_a.py", "_base_ = 'cyc_b.py'\n");

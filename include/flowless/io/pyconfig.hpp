@@ -4,6 +4,8 @@
 //
 // read_pyconfig(path) -> an object holding every top-level name the file (and
 // its bases) assigns, except _base_.
+// parse_pyconfig(text, name) -> the same for one text held in memory, whose
+// _base_ is refused (there is no folder to resolve it from); errors name `name`.
 //
 // Accepted: a sequence of top-level statements `name = expression`, comments,
 // blank lines, string-literal statements (docstrings), lines continued inside
@@ -297,9 +299,14 @@ class Reader {
       FLOWLESS_CHECK(p != path, path, ": _base_ files include each other (cycle through ", stack_->front(), ")");
     FLOWLESS_CHECK(stack_->size() < 64, path, ": _base_ files nested more than 64 deep");
     stack_->push_back(path);
-    file_ = path;
-    const std::string src = read_file(path);
-    toks_ = Lexer(src, path).run();
+    Value out = parse(read_file(path), path, true);
+    stack_->pop_back();
+    return out;
+  }
+
+  Value parse(const std::string& src, const std::string& name, bool bases_allowed) {
+    file_ = name;
+    toks_ = Lexer(src, name).run();
     Value own = Value::object();    // this file's assignments, in order
     Value bases = Value::object();  // merged base files
     while (peek().kind != Tok::end) {
@@ -326,6 +333,7 @@ class Reader {
       Value v = expression(0);
       expect_newline();
       if (name == "_base_") {
+        if (!bases_allowed) fail(first, "_base_ needs a config file (this text has no folder to find it in)");
         if (has_base_) fail(first, "_base_ must be assigned once");
         has_base_ = true;
         std::vector<std::string> files;
@@ -356,7 +364,6 @@ class Reader {
     Value out = bases;
     if (out.is_null()) out = Value::object();
     merge_into(out, own);
-    stack_->pop_back();
     return out;
   }
 
@@ -566,6 +573,13 @@ inline json::Value read_pyconfig(const std::string& path) {
   std::vector<std::string> stack;
   pyconfig_detail::Reader r(&stack);
   return r.read(path);
+}
+
+/// One config text without _base_ (see the file comment); errors name `name`.
+inline json::Value parse_pyconfig(const std::string& text, const std::string& name) {
+  std::vector<std::string> stack;
+  pyconfig_detail::Reader r(&stack);
+  return r.parse(text, name, false);
 }
 
 }  // namespace flowless::io
