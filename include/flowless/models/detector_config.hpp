@@ -66,8 +66,8 @@ struct DetectorConfig {
   // embedding's and the heads' [conv -> LN -> ReLU] zero the padded steps
   // after the ReLU (the original code leaves ReLU(LN bias) there), and the
   // LayerNorms of the embedding, the heads and the FPN norms use eps
-  // conv_norm_eps (OpenTAD 1e-6 since its v0.2; 1e-5 in v0.1 and the
-  // original code). The transformer and SGP blocks' norms keep 1e-5.
+  // conv_norm_eps (current OpenTAD 1e-6; 1e-5 in its first release, v0.1.0,
+  // and in the original code). The transformer and SGP blocks' norms keep 1e-5.
   bool conv_remask = false;
   double conv_norm_eps = 1e-5;
   // tridet (flowless.unmasked_boundary_logits, OpenTAD's TriDet): the start /

@@ -1,12 +1,12 @@
 // flowless/models/opentad.hpp - OpenTAD's (github.com/sming256/OpenTAD)
 // configs and checkpoints, read as the original code's layout.
 //
-// OpenTAD re-implements ActionFormer under other names and with a few
-// numerical differences; a model trained there runs here with its own
-// numbers (tests/test_opentad.cpp compares them with OpenTAD's outputs).
+// OpenTAD re-implements ActionFormer, TemporalMaxer and TriDet under other
+// names and with a few numerical differences; a model trained there runs
+// here with its own numbers (tests/test_opentad.cpp compares them with OpenTAD's outputs).
 //
 // Config: OpenTAD's merged config tree (io::read_pyconfig of configs/*.py, or
-// the same tree as JSON), model.type "ActionFormer" (or "TemporalMaxer", below):
+// the same tree as JSON), model.type "ActionFormer" (TemporalMaxer and TriDet below):
 //   model.projection (Conv1DTransformerProj): in_channels -> input_dim,
 //     out_channels -> embd_dim, arch -> backbone_arch, conv_cfg.kernel_size,
 //     norm_cfg LN / none, attn_cfg.n_head / n_mha_win_size, use_abs_pe,
@@ -27,8 +27,9 @@
 //     min_score 0, max_seg_num 100, multiclass True, voting_thresh 0);
 //   solver.clip_grad_norm -> clip_grad_l2norm;
 //   and OpenTAD's semantics as flowless options: conv_remask true,
-//   conv_norm_eps 1e-6 (OpenTAD v0.2 on; a v0.1 checkpoint wants 1e-5: set
-//   `flowless = dict(conv_norm_eps=1e-5)` in the config), pre_nms_scope
+//   conv_norm_eps 1e-6 (current OpenTAD; a checkpoint of its first release,
+//   v0.1.0, wants 1e-5: set `flowless = dict(conv_norm_eps=1e-5)` in the
+//   config), pre_nms_scope
 //   "video", voting_iou_weight false, inference padding to max_seq_len (or a
 //   multiple of the stride x window beyond it, as its pad_data). A top-level
 //   `flowless` dict overrides any of these.
