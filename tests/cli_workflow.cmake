@@ -168,10 +168,21 @@ run_fails("apply to --dcd and --kd-plain only" ${CLI} train --data ${D} --modali
 file(WRITE ${W}/anet_train.json "{\"dataset\": {\"force_upsampling\": true}}")
 run_fails("supported at inference only" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet
           --config ${W}/anet_train.json --out ${W}/bad.safetensors)
-# TemporalMaxer's SimOTA assigner (model.assigner) is not implemented: refused, not replaced silently.
-file(WRITE ${W}/tm_train.json "{\"model_name\": \"TemporalMaxerArchitecture\", \"model\": {\"backbone_type\": \"convPooler\", \"backbone_arch\": [2, 5], \"assigner\": {\"iou_weight\": 2}}}")
-run_fails("SimOTA label assignment" ${CLI} train --data ${D} --modality rgb --preset tiny --epochs 1 --quiet
-          --config ${W}/tm_train.json --out ${W}/bad.safetensors)
+# TemporalMaxer's own config trains with its SimOTA assigner (model.assigner),
+# which the model file keeps; the distillation tasks assign by center sampling
+# and refuse it instead of replacing it silently.
+file(WRITE ${W}/tm_train.json "{\"model_name\": \"TemporalMaxerArchitecture\", \"model\": {\"backbone_type\": \"convPooler\", \"backbone_arch\": [2, 5], \"embd_dim\": 32, \"fpn_dim\": 32, \"head_dim\": 32, \"assigner\": {\"iou_weight\": 2, \"center_radius\": 1.5, \"keep_percent\": 1.0, \"confuse_weight\": 0.0}}}")
+run(${CLI} train --data ${D} --modality rgb --epochs 2 --quiet --config ${W}/tm_train.json --out ${W}/tm.safetensors)
+run(${CLI} info ${W}/tm.safetensors)
+foreach(key "\"assigner\"" "\"keep_percent\": 1" "\"iou_weight\": 2")
+  string(FIND "${LAST_OUT}" "${key}" pos)
+  if(pos EQUAL -1)
+    message(FATAL_ERROR "info of the SimOTA-trained model lacks ${key}:\n${LAST_OUT}")
+  endif()
+endforeach()
+run(${CLI} detect --model ${W}/tm.safetensors --data ${D} --out ${W}/tm_dets.json)
+run_fails("assigns labels by center sampling" ${CLI} train --data ${D} --dcd --teacher ${W}/flow.safetensors
+          --epochs 1 --quiet --config ${W}/tm_train.json --out ${W}/bad.safetensors)
 if(EXISTS ${W}/bad.safetensors)
   message(FATAL_ERROR "a refused train wrote its --out file")
 endif()

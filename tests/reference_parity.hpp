@@ -119,7 +119,9 @@ inline void check_fixture_video(models::Detector<float>& model, const std::strin
 /// the loss normaliser's update against dir/train_losses.json (1e-5 relative),
 /// then every parameter's gradient of final_loss against
 /// dir/train_grads.safetensors (within 1e-3 of the tensor's largest value).
-inline void check_reference_training(models::Detector<float>& model, const std::string& dir) {
+/// norm_tol: the normaliser's relative tolerance (1e-9: #pos is an integer;
+/// a sum of SimOTA weights is float32, summed in another order by torch).
+inline void check_reference_training(models::Detector<float>& model, const std::string& dir, double norm_tol = 1e-9) {
   const DetectorConfig& cfg = model.config();
   model.train(false);  // the fixtures were computed without stochastic depth
   json::Value gt = json::parse_file(dir + "train_gt.json");
@@ -149,7 +151,7 @@ inline void check_reference_training(models::Detector<float>& model, const std::
   CHECK(rel(losses.cls_loss.value()[0], expected.at("cls_loss").as_number()) <= 1e-5);
   CHECK(rel(losses.reg_loss.value()[0], expected.at("reg_loss").as_number()) <= 1e-5);
   CHECK(rel(losses.final_loss.value()[0], expected.at("final_loss").as_number()) <= 1e-5);
-  CHECK(rel(criterion.loss_norm(), expected.at("loss_norm_after").as_number()) <= 1e-9);
+  CHECK(rel(criterion.loss_norm(), expected.at("loss_norm_after").as_number()) <= norm_tol);
   backward(losses.final_loss);
   io::SafeTensors grads = io::load_safetensors(dir + "train_grads.safetensors");
   int checked = 0;

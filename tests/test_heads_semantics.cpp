@@ -420,6 +420,36 @@ TEST_CASE("heads: detection loss gradients (double, finite differences)") {
     auto res = test::check_gradients(f, {Var<double>::parameter(lg.clone()), Var<double>::parameter(og.clone())});
     CHECK(res.max_rel_err < 1e-5);
   }
+  // Per-point weights (SimOTA): all ones give the unweighted loss bit for bit
+  // (normaliser included); other weights scale the rows, gradients included.
+  std::vector<PointTargets> ones = lc.targets, weighted = lc.targets;
+  for (auto& t : ones) t.weights.assign(size_t(t.num_points), 1.0f);
+  for (auto& t : weighted) {
+    t.weights.assign(size_t(t.num_points), 1.0f);
+    for (int64_t i = 0; i < t.num_points; ++i)
+      if (t.positive(i)) t.weights[size_t(i)] = i % 2 ? 0.1f : 0.5f;
+  }
+  DetectionLoss<double> plain(DetectionLossConfig{}), with_ones(DetectionLossConfig{}), with_w(DetectionLossConfig{});
+  auto a = plain(Var<double>(lg), Var<double>(og), lc.pts, lc.valid, lc.targets);
+  auto b = with_ones(Var<double>(lg), Var<double>(og), lc.pts, lc.valid, ones);
+  CHECK(a.cls_loss.value()[0] == b.cls_loss.value()[0]);
+  CHECK(a.reg_loss.value()[0] == b.reg_loss.value()[0]);
+  CHECK(plain.loss_norm() == with_ones.loss_norm());
+  auto c = with_w(Var<double>(lg), Var<double>(og), lc.pts, lc.valid, weighted);
+  CHECK(c.cls_loss.value()[0] < a.cls_loss.value()[0]);
+  CHECK(with_w.loss_norm() < plain.loss_norm());  // 0.9 * 100 + 0.1 * (sum of positive weights)
+  auto fw = [&](std::vector<Var<double>>& in) {
+    return with_w.evaluate(in[0], in[1], lc.pts, lc.valid, weighted).final_loss;
+  };
+  auto res = test::check_gradients(fw, {Var<double>::parameter(lg.clone()), Var<double>::parameter(og.clone())});
+  CHECK(res.max_rel_err < 1e-5);
+  // The Trident loss has no weighted form: refused, not ignored.
+  DetectionLoss<double> tri(DetectionLossConfig{});
+  Tensor<double> bins(Shape{2, 14, 4});
+  for (int64_t i = 0; i < bins.numel(); ++i) bins[i] = 0.1 * double(i % 7);
+  CHECK_THROWS_WITH(tri.trident(Var<double>(lg), Var<double>(bins), Var<double>(lg), Var<double>(lg), lc.pts, lc.valid,
+                                weighted),
+                    doctest::Contains("per-point weights (SimOTA) are not supported"));
 }
 
 TEST_CASE("heads: decoding - threshold, per-level top-k, duration filter, float32 boundaries") {

@@ -98,9 +98,13 @@ inline DcdStudentConfig parse_dcd_student_config(const json::Value& root, const 
 using models::pyramid_points;  // defined next to Detector (models/detector.hpp)
 using models::detect_video;
 
-/// Label assignment of a batch (Detector::assign per video).
+/// Label assignment of a batch (Detector::assign per video): center
+/// sampling. The distillation tasks assign once for several heads, so
+/// SimOTA (which reads one head's outputs) is refused here.
 inline std::vector<PointTargets> assign_targets(const DetectorConfig& c, const PointSet& pts,
                                                 const std::vector<VideoTargets>& gt) {
+  FLOWLESS_CHECK(c.label_assigner == "center", "distillation training assigns labels by center sampling; the SimOTA "
+                 "assigner (model.assigner) is supported for detector training only");
   std::vector<PointTargets> out;
   for (const auto& g : gt)
     out.push_back(label_points(pts, g.segments, g.labels, c.num_classes, c.center_sample, float(c.center_sample_radius)));

@@ -163,8 +163,7 @@ class DetectorTask : public train::TrainTask<T> {
     const DetectorConfig& c = det_.config();
     const ChannelRange r = resolve_channels(opt_.channels, c, b.C, "DetectorTask");
     DetectorOutput<T> out = det_.forward(Var<T>(batch_input<T>(b, r)), b.lengths);
-    const PointSet pts = pyramid_points(c, b.T);
-    return head_loss(out, pts, assign_targets(c, pts, batch_targets(b)), criterion_, update);
+    return det_.loss(out, batch_targets(b), criterion_, update);  // center sampling or SimOTA
   }
 
   Var<T> loss(const data::Batch& b, std::map<std::string, double>& parts) override {

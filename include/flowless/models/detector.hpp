@@ -30,6 +30,7 @@
 #include "flowless/infer/trident.hpp"
 #include "flowless/models/points.hpp"
 #include "flowless/train/label_assignment.hpp"
+#include "flowless/train/simota.hpp"
 
 namespace flowless::models {
 
@@ -141,6 +142,40 @@ std::vector<Detection> detect_video(const DetectorConfig& cfg, M& module, Forwar
   return dets;
 }
 
+/// Label assignment of a batch of B videos on the padded pyramid pts (N
+/// points): center sampling from the ground truth alone (label_points), or,
+/// for label_assigner "simota" (TemporalMaxer), SimOTA on the values of the
+/// head outputs cls (B, N, C) and off (B, N, 2) at the valid points
+/// (valid[b][l], a prefix per level), with the loss's focal parameters.
+template <class T>
+std::vector<PointTargets> assign_batch(const DetectorConfig& c, const PointSet& pts, const std::vector<VideoTargets>& gt,
+                                       const Var<T>& cls, const Var<T>& off,
+                                       const std::vector<std::vector<int>>& valid, const DetectionLossConfig& lc) {
+  std::vector<PointTargets> targets;
+  if (c.label_assigner != "simota") {
+    for (const auto& g : gt)
+      targets.push_back(label_points(pts, g.segments, g.labels, c.num_classes, c.center_sample,
+                                     float(c.center_sample_radius)));
+    return targets;
+  }
+  const int64_t B = static_cast<int64_t>(gt.size()), N = pts.size(), C = c.num_classes;
+  const Shape want_cls{B, N, C}, want_off{B, N, 2};
+  FLOWLESS_CHECK(cls.shape() == want_cls && off.shape() == want_off && valid.size() == gt.size(),
+                 "assign_batch: outputs ", cls.shape().str(), " / ", off.shape().str(), " for ", B, " videos, ", N,
+                 " points and ", C, " classes");
+  const Tensor<T>& cv = cls.value();
+  const Tensor<T>& ov = off.value();
+  std::vector<float> c32(static_cast<size_t>(N * C)), o32(static_cast<size_t>(N * 2));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t i = 0; i < N * C; ++i) c32[static_cast<size_t>(i)] = static_cast<float>(cv[b * N * C + i]);
+    for (int64_t i = 0; i < N * 2; ++i) o32[static_cast<size_t>(i)] = static_cast<float>(ov[b * N * 2 + i]);
+    targets.push_back(simota_assign(pts, valid[static_cast<size_t>(b)], c32.data(), o32.data(),
+                                    gt[static_cast<size_t>(b)].segments, gt[static_cast<size_t>(b)].labels,
+                                    c.num_classes, c.simota, float(lc.focal_alpha), float(lc.focal_gamma)));
+  }
+  return targets;
+}
+
 template <class T>
 class Detector : public nn::Module<T> {
  public:
@@ -226,20 +261,27 @@ class Detector : public nn::Module<T> {
                         float(cfg_.center_sample_radius));
   }
 
-  /// The reference's training loss on a forward output (B videos, same buffer).
-  DetectionLossOutput<T> loss(const DetectorOutput<T>& out, const std::vector<VideoTargets>& gt, DetectionLoss<T>& criterion) const {
-    const int64_t B = out.cls_logits[0].size(0), Tbuf = out.cls_logits[0].size(1);
+  /// The reference's training loss on a forward output (B videos, same
+  /// buffer), with the label assignment of assign_batch. update = false
+  /// evaluates with the criterion's current normaliser.
+  DetectionLossOutput<T> loss(const DetectorOutput<T>& out, const std::vector<VideoTargets>& gt, DetectionLoss<T>& criterion,
+                              bool update = true) const {
+    // The input buffer: the first pyramid level's length times its stride
+    // (fpn_start_level > 0 starts beyond stride 1).
+    const int64_t B = out.cls_logits[0].size(0), Tbuf = out.cls_logits[0].size(1) * cfg_.fpn_strides()[0];
     FLOWLESS_CHECK(int64_t(gt.size()) == B, "Detector::loss: ", gt.size(), " targets for batch ", B);
-    std::vector<PointTargets> targets;
+    const PointSet pts = points(Tbuf);
+    const Var<T> cls = concat_time(out.cls_logits), off = concat_time(out.offsets);
     std::vector<std::vector<int>> valid(B);
-    for (int64_t b = 0; b < B; ++b) {
-      targets.push_back(assign(gt[b], Tbuf));
+    for (int64_t b = 0; b < B; ++b)
       for (auto& l : out.lengths) valid[b].push_back(l[b]);
+    const std::vector<PointTargets> targets = assign_batch(cfg_, pts, gt, cls, off, valid, criterion.config());
+    if (!out.start_logits.empty()) {  // TriDet's Trident head
+      const Var<T> st = concat_time(out.start_logits), en = concat_time(out.end_logits);
+      return update ? criterion.trident(cls, off, st, en, pts, valid, targets)
+                    : criterion.trident_evaluate(cls, off, st, en, pts, valid, targets);
     }
-    if (!out.start_logits.empty())  // TriDet's Trident head
-      return criterion.trident(concat_time(out.cls_logits), concat_time(out.offsets), concat_time(out.start_logits),
-                               concat_time(out.end_logits), points(Tbuf), valid, targets);
-    return criterion(concat_time(out.cls_logits), concat_time(out.offsets), points(Tbuf), valid, targets);
+    return update ? criterion(cls, off, pts, valid, targets) : criterion.evaluate(cls, off, pts, valid, targets);
   }
 
   /// Detects actions in one video. feats: (Tn, Cin) time-major host floats.

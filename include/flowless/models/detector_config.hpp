@@ -17,7 +17,8 @@
 // TemporalMaxer's own configs ("model_name": "TemporalMaxerArchitecture", or
 // convPooler with a two-entry backbone_arch [#convs, #poolings]) also get its
 // GroupNorm neck, its unmasked embedding, padding to max_seq_len at inference
-// and, with "model.assigner", label_assigner "simota" (training refuses it).
+// and, with "model.assigner", label_assigner "simota" with the assigner's
+// parameters (its training recipe, train/simota.hpp).
 // TriDet's configs ("model_name": "TriDet", or "model.backbone_type" "SGP")
 // select arch "tridet": SGP blocks (n_sgp_win_size, sgp_mlp_dim, k,
 // init_conv_vars, downsample_type "max"), the Trident head (use_trident_head,
@@ -34,6 +35,7 @@
 #include "flowless/infer/postprocess.hpp"
 #include "flowless/io/json.hpp"
 #include "flowless/train/detection_loss.hpp"
+#include "flowless/train/simota.hpp"
 
 namespace flowless {
 
@@ -74,10 +76,12 @@ struct DetectorConfig {
   // end heads' last conv leaves the padded steps of the buffer unmasked, and
   // the Trident decode reads them (inference; training refuses it).
   bool unmasked_boundary_logits = false;
-  // Label assignment the config was trained with: "center" (ActionFormer's
-  // center sampling, the one flowless trains with) or "simota" (TemporalMaxer's
-  // model.assigner; inference only here).
+  // Label assignment for training: "center" (ActionFormer's center sampling:
+  // center_sample, center_sample_radius) or "simota" (TemporalMaxer's
+  // model.assigner, train/simota.hpp, with the parameters below; written back
+  // as model.assigner).
   std::string label_assigner = "center";
+  SimOTAConfig simota;
   // ---- tridet (TriDet's SGP backbone and Trident head) ----
   int sgp_mlp_dim = 512;             // model.sgp_mlp_dim: the SGP block's MLP width
   double sgp_k = 1.5;                // model.k: wide kernel round((w + 1) * k), made odd
@@ -242,6 +246,10 @@ struct DetectorConfig {
                    ": flowless.mask_embedding false applies to the temporalmaxer family only");
     FLOWLESS_CHECK(label_assigner == "center" || label_assigner == "simota", ctx, ": unknown label_assigner '",
                    label_assigner, "' (center, simota)");
+    if (label_assigner == "simota") {
+      check_simota_config(simota, ctx);
+      FLOWLESS_CHECK(!trident(), ctx, ": the SimOTA label assigner (model.assigner) does not apply to TriDet's Trident head");
+    }
     FLOWLESS_CHECK(fpn_type != "identity" || fpn_dim == embd_dim, ctx, ": fpn_type identity needs fpn_dim == embd_dim (",
                    fpn_dim, " vs ", embd_dim, ")");
     for (int l = 0; l < num_levels() && l < int(regression_range.size()); ++l)
@@ -348,7 +356,21 @@ inline DetectorConfig parse_detector_config(const json::Value& root, const std::
       c.mask_embedding = false;
       c.inference_padding = "max_seq_len";
     }
-    if (m.contains("assigner")) c.label_assigner = "simota";
+    if (m.contains("assigner")) {
+      const json::Value& as = m.at("assigner");
+      FLOWLESS_CHECK(as.is_object(), ctx, ": model.assigner must be an object, got ", as.type_name());
+      for (const auto& kv : as.items())
+        FLOWLESS_CHECK(kv.first == "center_radius" || kv.first == "iou_weight" || kv.first == "cls_weight" ||
+                           kv.first == "keep_percent" || kv.first == "confuse_weight",
+                       ctx, ": unknown model.assigner key '", kv.first,
+                       "' (center_radius, iou_weight, cls_weight, keep_percent, confuse_weight)");
+      c.label_assigner = "simota";
+      c.simota.center_radius = as.number_or("center_radius", c.simota.center_radius);
+      c.simota.iou_weight = as.number_or("iou_weight", c.simota.iou_weight);
+      c.simota.cls_weight = as.number_or("cls_weight", c.simota.cls_weight);
+      c.simota.keep_percent = as.number_or("keep_percent", c.simota.keep_percent);
+      c.simota.confuse_weight = as.number_or("confuse_weight", c.simota.confuse_weight);
+    }
     if (c.arch == "tridet") c.inference_padding = "max_seq_len";  // the reference pads short videos to max_seq_len
     c.input_dim = detail::checked_int(ctx, "input_dim", m.int_or("input_dim", d.int_or("input_dim", c.input_dim)));
     c.num_classes = detail::checked_int(ctx, "num_classes", m.int_or("num_classes", d.int_or("num_classes", c.num_classes)));
@@ -505,6 +527,15 @@ inline json::Value detector_config_to_json(const DetectorConfig& c) {
   m["regression_range"] = rr;
   m["max_seq_len"] = Value(c.max_seq_len);
   m["max_buffer_len_factor"] = Value(c.max_buffer_len_factor);
+  if (c.label_assigner == "simota") {
+    Value as = Value::object();
+    as["center_radius"] = Value(c.simota.center_radius);
+    as["iou_weight"] = Value(c.simota.iou_weight);
+    as["cls_weight"] = Value(c.simota.cls_weight);
+    as["keep_percent"] = Value(c.simota.keep_percent);
+    as["confuse_weight"] = Value(c.simota.confuse_weight);
+    m["assigner"] = as;
+  }
   Value& d = root["dataset"];
   d["feat_stride"] = Value(c.feat_stride);
   d["num_frames"] = Value(c.num_frames);

@@ -36,7 +36,11 @@
 // model.type "TemporalMaxer": projection TemporalMaxerProj (arch (#convs, 0,
 //   #poolings), max-pooling k3 s2), neck FPNIdentity with norm_cfg GN
 //   (num_groups, affine False) -> fpn_norm groupnorm, rpn_head
-//   TemporalMaxerHead (its assigner -> label_assigner simota: inference only);
+//   TemporalMaxerHead (its AnchorFreeSimOTAAssigner -> model.assigner, the
+//   SimOTA of TemporalMaxer's code, train/simota.hpp; OpenTAD's head loss is
+//   the same as TemporalMaxer's while keep_percent is 1 and confuse_weight 0,
+//   as its configs set them - otherwise it normalises by the positive count,
+//   TemporalMaxer by the positive weights' sum, which flowless trains with);
 //   OpenTAD runs it unpadded (inference_padding "none": levels of
 //   ceil(T / stride) steps, the group norm over the video's own steps).
 // model.type "TriDet": projection TriDetProj (sgp_mlp_dim, sgp_win_size, k,
@@ -244,7 +248,17 @@ inline json::Value opentad_to_reference_config(const json::Value& root, const st
       te["multiclass_nms"] = Value(nms.bool_or("multiclass", true));
       te["voting_thresh"] = Value(nms.number_or("voting_thresh", 0.0));
     }
-    if (head.contains("assigner")) fl["label_assigner"] = Value("simota");
+    if (head.contains("assigner") && !head.at("assigner").is_null()) {
+      const Value& as = head.at("assigner");
+      FLOWLESS_CHECK(as.is_object(), ctx, ": model.rpn_head.assigner must be a dict");
+      const std::string type = as.string_or("type", "AnchorFreeSimOTAAssigner");
+      FLOWLESS_CHECK(type == "AnchorFreeSimOTAAssigner", ctx, ": model.rpn_head.assigner type '", type,
+                     "' is not supported (AnchorFreeSimOTAAssigner)");
+      Value a = Value::object();
+      for (const auto& [k, v] : as.items())
+        if (k != "type") a[k] = v;
+      m["assigner"] = a;
+    }
     fl["arch"] = Value(tm ? "temporalmaxer" : td ? "tridet" : "actionformer");
     if (td) fl["unmasked_boundary_logits"] = Value(true);
     // ActionFormer pads as its pad_data; TemporalMaxer runs on the video's own length.

@@ -3,8 +3,8 @@
 //
 // Every loss returns a scalar Var<T> (Shape{}) holding the SUM over elements;
 // the caller divides by its normaliser (actionformer.md A.6).
-//   sigmoid_focal_loss(logits, targets, alpha, gamma)  logits/targets: same shape, e.g. (N, C)
-//   diou_loss_1d(pred, target, eps)                      pred/target: (N, 2) distances (left, right)
+//   sigmoid_focal_loss(logits, targets, alpha, gamma[, row_weight])  logits/targets: same shape, e.g. (N, C)
+//   diou_loss_1d(pred, target, eps[, row_weight])        pred/target: (N, 2) distances (left, right)
 //   mse_loss(x, target, row_weight)                      sum_r w_r * sum_c (x - t)^2
 //   bce_with_logits(logits, target_probs, row_weight)    soft targets in [0, 1]
 //   l1_loss(x, target, row_weight)                       sum_r w_r * sum_c |x - t|
@@ -185,18 +185,20 @@ inline T minmax_grad(T x, T o, bool is_min) {
 
 /// fvcore sigmoid focal loss, summed: p = sigmoid(x), ce = BCE-with-logits,
 /// p_t = p*y + (1-p)*(1-y), loss = ce * (1-p_t)^gamma, times
-/// alpha_t = alpha*y + (1-alpha)*(1-y) when alpha >= 0.
+/// alpha_t = alpha*y + (1-alpha)*(1-y) when alpha >= 0; each row's sum times
+/// row_weight[r] when given (SimOTA's per-point weights).
 template <class T>
-Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alpha = T(0.25), T gamma = T(2)) {
+Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alpha = T(0.25), T gamma = T(2),
+                          const std::vector<T>& row_weight = {}) {
   using A = detail::LossArr<T>;
   using M = detail::LossMap<T>;
   const Tensor<T>& X = logits.value();
   int64_t rows, cols;
   detail::loss_rows(X, rows, cols);
-  detail::loss_check("sigmoid_focal_loss", X, targets, 0, rows);
+  detail::loss_check("sigmoid_focal_loss", X, targets, row_weight.size(), rows);
   const T* xd = X.data();
   const T* yd = targets.data();
-  const double total = detail::loss_sum<T>(rows, cols, {}, [&](int64_t off, int64_t n, A& out) {
+  const double total = detail::loss_sum<T>(rows, cols, row_weight, [&](int64_t off, int64_t n, A& out) {
     out = detail::focal_terms<T>(M(xd + off, n), M(yd + off, n), alpha, gamma);
   });
   return make_op<T>(detail::loss_scalar<T>(total), {logits}, "sigmoid_focal_loss",
@@ -204,7 +206,7 @@ Var<T> sigmoid_focal_loss(const Var<T>& logits, const Tensor<T>& targets, T alph
     if (!out.needs_grad(0)) return;
     const T* xv = out.inputs[0]->value.data();
     const T* yv = Yk.data();
-    detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, {}, out.grad[0], [&](int64_t off, int64_t n, A& d) {
+    detail::loss_grad<T>(out.input_grad(0).data(), rows, cols, row_weight, out.grad[0], [&](int64_t off, int64_t n, A& d) {
       d = detail::focal_grads<T>(M(xv + off, n), M(yv + off, n), alpha, gamma);
     });
   });
@@ -269,17 +271,17 @@ Var<T> iou_loss_1d_rows(const Var<T>& pred, const Tensor<T>& target, T eps = T(1
 }
 
 /// ctr_diou_loss_1d, summed over rows: pred/target (N, 2) = (left, right)
-/// distances from the same point.
+/// distances from the same point; row r's loss times row_weight[r] when given.
 template <class T>
-Var<T> diou_loss_1d(const Var<T>& pred, const Tensor<T>& target, T eps = T(1e-8)) {
+Var<T> diou_loss_1d(const Var<T>& pred, const Tensor<T>& target, T eps = T(1e-8), const std::vector<T>& row_weight = {}) {
   const Tensor<T>& X = pred.value();
   FLOWLESS_CHECK(X.dim() == 2 && X.size(1) == 2, "diou_loss_1d: pred must be (N, 2), got ", X.shape().str());
-  detail::loss_check("diou_loss_1d", X, target, 0, X.size(0));
+  detail::loss_check("diou_loss_1d", X, target, row_weight.size(), X.size(0));
   const int64_t N = X.size(0);
   const T* xd = X.data();
   const T* td = target.data();
   // One "row" per segment: loss_sum over N rows of one term each.
-  const double total = detail::loss_sum<T>(N, 1, {}, [&](int64_t r0, int64_t n, detail::LossArr<T>& out) {
+  const double total = detail::loss_sum<T>(N, 1, row_weight, [&](int64_t r0, int64_t n, detail::LossArr<T>& out) {
     out.resize(n);
     for (int64_t r = r0; r < r0 + n; ++r) {
       const T lp = xd[2 * r], rp = xd[2 * r + 1], lg = td[2 * r], rg = td[2 * r + 1];
@@ -297,12 +299,13 @@ Var<T> diou_loss_1d(const Var<T>& pred, const Tensor<T>& target, T eps = T(1e-8)
   return make_op<T>(detail::loss_scalar<T>(total), {pred}, "diou_loss_1d",
                     [=, Tg = detail::loss_keep(target, pred)](Node<T>& out) {
     if (!out.needs_grad(0)) return;
-    const T g = out.grad[0];
+    const T g0 = out.grad[0];
     const T* x = out.inputs[0]->value.data();
     const T* t = Tg.data();
     T* dx = out.input_grad(0).data();
     parallel_for(N, 1024, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
+        const T g = row_weight.empty() ? g0 : g0 * row_weight[static_cast<size_t>(r)];
         const T lp = x[2 * r], rp = x[2 * r + 1], lg = t[2 * r], rg = t[2 * r + 1];
         const T lkis = std::min(lp, lg), rkis = std::min(rp, rg);
         const T intsct = rkis + lkis;

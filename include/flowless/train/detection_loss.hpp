@@ -32,6 +32,12 @@
 //   reg   = diou_loss_1d(decoded pairs, their targets) / N_norm
 // with N_norm updated by the number of positive POINTS as above.
 //
+// Per-point weights (PointTargets::weights, SimOTA; TemporalMaxer's losses):
+// each valid row's focal terms are multiplied by its weight (1 for a negative
+// row), each positive row's DIoU term by its weight, and the normaliser is
+// updated with the positive weights' float32 sum instead of #pos. Without
+// weights the loss is the one above, bit for bit. TriDet's loss refuses them.
+//
 // operator() updates the running normaliser (training step); evaluate() uses
 // the current one unchanged (for reporting, or for distillation losses that
 // share the normaliser). Output: the three scalar losses (Shape{}), #pos and
@@ -136,6 +142,11 @@ class DetectionLoss {
     std::vector<int64_t> valid_rows, pos_rows, pair_elem;
     std::vector<T> y, gt_off, pair_gt;
     std::vector<TridentPair> pairs;
+    // With per-point weights (SimOTA): the focal rows' weights (1 for a
+    // negative row), the positive rows' weights and their float32 sum.
+    bool weighted = false;
+    std::vector<T> valid_w, pos_w;
+    double pos_weight_sum = 0;
   };
 
   Selection select(int64_t B, int64_t N, int64_t C, const PointSet& pts,
@@ -149,6 +160,8 @@ class DetectionLoss {
     const T keep = static_cast<T>(1.0 - cfg_.label_smoothing);
     const T addend = static_cast<T>(cfg_.label_smoothing / static_cast<double>(C + 1));
     const bool smooth = cfg_.label_smoothing != 0.0;
+    for (const PointTargets& tg : targets) sel.weighted = sel.weighted || !tg.weights.empty();
+    float pos_w_sum = 0;  // float32, as the reference's pos_weights.sum()
     for (int64_t b = 0; b < B; ++b) {
       const auto& vl = valid_lengths[static_cast<size_t>(b)];
       const PointTargets& tg = targets[static_cast<size_t>(b)];
@@ -158,6 +171,8 @@ class DetectionLoss {
                          tg.cls.size() == static_cast<size_t>(N * C) && tg.offsets.size() == static_cast<size_t>(N * 2),
                      "DetectionLoss: targets of video ", b, " are for ", tg.num_points, " points and ",
                      tg.num_classes, " classes, outputs have ", N, " and ", C);
+      FLOWLESS_CHECK(tg.weights.empty() || tg.weights.size() == static_cast<size_t>(N), "DetectionLoss: video ", b,
+                     " has ", tg.weights.size(), " point weights for ", N, " points");
       for (int l = 0; l < L; ++l) {
         const int v = vl[static_cast<size_t>(l)];
         FLOWLESS_CHECK(v >= 0 && v <= pts.levels[static_cast<size_t>(l)].length, "DetectionLoss: valid length ", v,
@@ -176,7 +191,13 @@ class DetectionLoss {
             if (smooth) t = heads_detail::no_contract(t * keep) + addend;
             sel.y.push_back(t);
           }
+          const float w = tg.weights.empty() ? 1.0f : tg.weights[static_cast<size_t>(i)];
+          if (sel.weighted) sel.valid_w.push_back(pos ? static_cast<T>(w) : T(1));
           if (pos) {
+            if (sel.weighted) {
+              sel.pos_w.push_back(static_cast<T>(w));
+              pos_w_sum += w;
+            }
             const T gl = static_cast<T>(tg.offsets[static_cast<size_t>(2 * i)]);
             const T gr = static_cast<T>(tg.offsets[static_cast<size_t>(2 * i + 1)]);
             sel.pos_rows.push_back(b * N + i);
@@ -193,12 +214,14 @@ class DetectionLoss {
         }
       }
     }
+    sel.pos_weight_sum = sel.weighted ? static_cast<double>(pos_w_sum) : static_cast<double>(sel.pos_rows.size());
     return sel;
   }
 
-  double next_norm(int64_t num_pos, bool update) {
+  // num_pos: the positive rows' count, or their weights' sum with SimOTA.
+  double next_norm(double num_pos, bool update) {
     if (!update) return norm_;
-    norm_ = cfg_.momentum * norm_ + (1.0 - cfg_.momentum) * static_cast<double>(std::max<int64_t>(num_pos, 1));
+    norm_ = cfg_.momentum * norm_ + (1.0 - cfg_.momentum) * std::max(num_pos, 1.0);
     return norm_;
   }
 
@@ -228,7 +251,7 @@ class DetectionLoss {
     const std::vector<int64_t>& valid_rows = sel.valid_rows;
     const std::vector<int64_t>& pos_rows = sel.pos_rows;
     const int64_t num_pos = static_cast<int64_t>(pos_rows.size());
-    const double norm = next_norm(num_pos, update);
+    const double norm = next_norm(sel.pos_weight_sum, update);
 
     DetectionLossOutput<T> out;
     out.num_pos = num_pos;
@@ -237,13 +260,14 @@ class DetectionLoss {
     Var<T> logits_v = gather_rows(cls_logits, valid_rows);  // (V, C)
     Tensor<T> yt = Tensor<T>::from_vector(sel.y, Shape{V, C});
     out.cls_loss = detection_loss_detail::div_by(
-        sigmoid_focal_loss(logits_v, yt, static_cast<T>(cfg_.focal_alpha), static_cast<T>(cfg_.focal_gamma)), norm);
+        sigmoid_focal_loss(logits_v, yt, static_cast<T>(cfg_.focal_alpha), static_cast<T>(cfg_.focal_gamma), sel.valid_w),
+        norm);
     Var<T> off_p = gather_rows(offsets, pos_rows);  // (P, 2)
     if (num_pos == 0) {
       out.reg_loss = scale(sum(off_p), T(0));  // 0 * (empty sum): zero, still attached to offsets
     } else {
       Tensor<T> gt = Tensor<T>::from_vector(sel.gt_off, Shape{num_pos, 2});
-      out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(off_p, gt, static_cast<T>(1e-8)), norm);
+      out.reg_loss = detection_loss_detail::div_by(diou_loss_1d(off_p, gt, static_cast<T>(1e-8), sel.pos_w), norm);
     }
     add_final(out);
     return out;
@@ -263,9 +287,10 @@ class DetectionLoss {
                    start.shape().str(), " / ", end.shape().str(), " vs cls_logits ", cs.str());
     const int nb = static_cast<int>(bins.size(2) / 2 - 1);
     Selection sel = select(B, N, C, pts, valid_lengths, targets);
+    FLOWLESS_CHECK(!sel.weighted, "DetectionLoss (trident): per-point weights (SimOTA) are not supported by TriDet's loss");
     const int64_t num_pos = static_cast<int64_t>(sel.pos_rows.size());
     const int64_t P = static_cast<int64_t>(sel.pairs.size());
-    const double norm = next_norm(num_pos, update);
+    const double norm = next_norm(double(num_pos), update);
 
     DetectionLossOutput<T> out;
     out.num_pos = num_pos;

@@ -21,6 +21,7 @@
 // Output (N = pts.size() points, C classes), row-major:
 //   cls:     (N, C)  0/1 targets
 //   offsets: (N, 2)  (left, right) / stride
+//   weights: empty (every point weighs 1; SimOTA fills it, train/simota.hpp)
 #pragma once
 
 #include <algorithm>
@@ -42,6 +43,9 @@ struct PointTargets {
   int num_classes = 0;
   std::vector<float> cls;      // (N, C) one/multi-hot
   std::vector<float> offsets;  // (N, 2) (left, right) / stride
+  // (N) per-point loss weights (SimOTA's dynamic-k, train/simota.hpp); empty:
+  // every weight is 1, as center sampling has it.
+  std::vector<float> weights;
 
   /// True when point i has a non-zero class target.
   bool positive(int64_t i) const {

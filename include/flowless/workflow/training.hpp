@@ -393,9 +393,9 @@ inline TrainResult train_model(const TrainRequest& r) {
   FLOWLESS_CHECK(!cfg.unmasked_boundary_logits, r.config_path,
                  ": flowless.unmasked_boundary_logits (OpenTAD's TriDet) is supported at inference only; training "
                  "decodes the Trident head with masked boundary logits");
-  FLOWLESS_CHECK(cfg.label_assigner == "center", r.config_path,
-                 ": model.assigner asks for TemporalMaxer's SimOTA label assignment, which flowless does not "
-                 "implement (it trains with center sampling); remove model.assigner to train with center sampling");
+  FLOWLESS_CHECK(cfg.label_assigner == "center" || !distill, r.config_path, ": --", r.mode,
+                 " assigns labels by center sampling, and model.assigner asks for TemporalMaxer's SimOTA assignment "
+                 "(supported when training a detector); remove model.assigner to distill");
   FLOWLESS_CHECK(cfg.arch != "tridet" || !distill, r.config_path.empty() ? std::string("train") : r.config_path,
                  ": --", r.mode, " with the TriDet family is not supported (the DCD student and kd-plain use "
                  "ActionFormer-style heads, not the Trident head); train TriDet as a detector");
