@@ -648,3 +648,106 @@ TEST_CASE("robustness: bf16 mixed-precision training is deterministic across thr
   bad.precision = "fp16";
   CHECK(rb_error([&] { workflow::train_model(bad); }).find("unknown precision 'fp16'") != std::string::npos);
 }
+
+TEST_CASE("train recipe: a config's optimisation settings, the originals' defaults, and refusals") {
+  using workflow::config_recipe;
+  // A model-only config names no recipe: the preset's applies.
+  json::Value model_only = json::parse(R"({"model": {"backbone_type": "convTransformer"}})", "m");
+  CHECK_FALSE(config_recipe(model_only, false, "m.json").present);
+  // ActionFormer's thumos_i3d.yaml: opt, loader and train_cfg; the rest from its DEFAULTS.
+  json::Value af = json::parse(R"({"opt": {"learning_rate": 0.0001, "epochs": 30, "weight_decay": 0.05},
+                                   "loader": {"batch_size": 2}, "train_cfg": {"clip_grad_l2norm": 1.0}})", "af");
+  auto r = config_recipe(af, false, "af.json");
+  CHECK(r.present);
+  CHECK(r.lr == 1e-4);
+  CHECK(r.epochs == 30);
+  CHECK(r.warmup_epochs == 5);
+  CHECK(r.weight_decay == 0.05);
+  CHECK(r.batch_size == 2);
+  CHECK(r.clip_grad_l2norm == 1.0);
+  CHECK(r.eta_min == 1e-8);
+  CHECK(r.end_epoch == 0);
+  CHECK(r.use_ema);
+  CHECK(r.ema_decay == 0.999);
+  // An empty opt section: every value is the DEFAULTS' (lr 1e-3, batch 8, no clipping, no decay).
+  auto d = config_recipe(json::parse(R"({"opt": {}})", "d"), false, "d.json");
+  CHECK(d.lr == 1e-3);
+  CHECK(d.batch_size == 8);
+  CHECK(d.clip_grad_l2norm == -1);
+  CHECK(d.weight_decay == 0.0);
+  // TriDet's eta_min and ActionFormer's early_stop_epochs.
+  auto t = config_recipe(json::parse(R"({"opt": {"eta_min": 0.0005, "early_stop_epochs": 12}})", "t"), false, "t.json");
+  CHECK(t.eta_min == 0.0005);
+  CHECK(t.end_epoch == 12);
+  // OpenTAD: optimizer / scheduler / solver / workflow.
+  json::Value ot = json::parse(R"({"optimizer": {"type": "AdamW", "lr": 0.0001, "weight_decay": 0.05, "paramwise": true},
+      "scheduler": {"type": "LinearWarmupCosineAnnealingLR", "warmup_epoch": 5, "max_epoch": 35},
+      "solver": {"train": {"batch_size": 2}, "clip_grad_norm": 1, "ema": true}, "workflow": {"end_epoch": 30}})", "ot");
+  auto o = config_recipe(ot, true, "ot.py");
+  CHECK(o.present);
+  CHECK(o.source == "OpenTAD");
+  CHECK(o.warmup_epochs == 5);
+  CHECK(o.epochs == 30);
+  CHECK(o.end_epoch == 30);
+  CHECK(o.batch_size == 2);
+  CHECK(o.lr == 1e-4);
+  CHECK(o.clip_grad_l2norm == 1.0);
+  CHECK(o.use_ema);
+  ot["solver"]["ema"] = json::Value(false);
+  CHECK_FALSE(config_recipe(ot, true, "ot.py").use_ema);
+  // What flowless cannot train as the config says is refused, naming the file and the key.
+  auto refuses = [](const char* text, bool opentad, const char* what) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH(config_recipe(json::parse(text, "x"), opentad, "cfg.json"), doctest::Contains(what));
+  };
+  refuses(R"({"opt": {"type": "SGD"}})", false, "cfg.json: opt.type 'SGD' is not supported (AdamW)");
+  refuses(R"({"opt": {"warmup": false}})", false, "opt.warmup false");
+  refuses(R"({"opt": {"schedule_type": "multistep"}})", false, "opt.schedule_type 'multistep' is not supported");
+  refuses(R"({"opt": {"learning_rate": -1}})", false, "opt.learning_rate must be > 0, got -1");
+  refuses(R"({"opt": {"epochs": 0, "warmup_epochs": 0}})", false, "must be >= 1");
+  refuses(R"({"opt": {}, "loader": {"batch_size": 0}})", false, "loader.batch_size must be an integer >= 1, got 0");
+  refuses(R"({"opt": 3})", false, "'opt' must be a dict");
+  refuses(R"({"optimizer": {"type": "SGD", "lr": 0.1}})", true, "optimizer.type 'SGD' is not supported");
+  refuses(R"({"optimizer": {"type": "AdamW", "lr": 0.1}})", true, "optimizer.paramwise False");
+  refuses(R"({"optimizer": {"type": "AdamW", "lr": 0.1, "paramwise": true},
+              "scheduler": {"type": "MultiStepLR", "milestones": [5]}})", true, "scheduler.type 'MultiStepLR'");
+  refuses(R"({"optimizer": {"type": "AdamW", "lr": 0.1, "paramwise": true},
+              "scheduler": {"type": "LinearWarmupCosineAnnealingLR", "warmup_epoch": 5, "max_epoch": 5},
+              "solver": {"train": {"batch_size": 2}}})", true, "max_epoch (5) must exceed warmup_epoch (5)");
+}
+
+TEST_CASE("train recipe: train_model takes the config's schedule, stops at early_stop_epochs, and records it") {
+  test::ScratchDir dir("recipe");
+  data::write_synthetic_dataset(dir.path + "/data", data::synth_preset("tiny"), 3);
+  // A model-only ActionFormer config at a tiny width, with a recipe: 2 warmup
+  // + 6 cosine epochs of which training runs 3 (early_stop_epochs), batch 4.
+  const std::string cfg_path = dir.path + "/cfg.json";
+  io::write_file_atomic(cfg_path, std::string(R"({"model": {"embd_dim": 16, "fpn_dim": 16, "head_dim": 16, "n_head": 2,
+      "backbone_arch": [2, 1, 3], "n_mha_win_size": 5},
+      "opt": {"learning_rate": 0.002, "epochs": 6, "warmup_epochs": 2, "early_stop_epochs": 3, "eta_min": 0.0001},
+      "loader": {"batch_size": 4}, "train_cfg": {"clip_grad_l2norm": 0.5}})"));
+  workflow::TrainRequest req;
+  req.data = dir.path + "/data";
+  req.config_path = cfg_path;
+  req.out = dir.path + "/m.safetensors";
+  req.progress = false;
+  const auto res = workflow::train_model(req);
+  REQUIRE(res.epochs.size() == 3);
+  CHECK(res.epochs.back().summary.total_epochs == 3);
+  CHECK(res.epochs[0].summary.lr < 0.002);   // warming up
+  CHECK(res.epochs[2].summary.lr < 0.002);   // cosine, far from its end
+  CHECK(res.epochs[2].summary.lr > 0.0001);
+  io::SafeTensors st = io::load_safetensors(req.out);
+  const json::Value rec = json::parse(st.metadata.at("train_recipe"), "train_recipe");
+  CHECK(rec.at("source").as_string() == cfg_path + " (opt)");
+  CHECK(rec.at("batch_size").as_int() == 4);
+  CHECK(rec.at("end_epoch").as_int() == 3);
+  CHECK(rec.at("clip_grad_l2norm").as_number() == 0.5);
+  CHECK(rec.at("eta_min").as_number() == 0.0001);
+  CHECK(rec.at("ema_decay").as_number() == 0.999);
+  // Command-line values still win over the config's.
+  req.epochs = 1;
+  req.warmup_epochs = 0;
+  req.out = dir.path + "/m2.safetensors";
+  CHECK(workflow::train_model(req).epochs.size() == 1);
+}

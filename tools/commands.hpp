@@ -187,7 +187,8 @@ class Commands {
     s->add_option("--modality", tr_.modality, "rgb | flow | two-stream (detectors)")->capture_default_str();
     s->add_option("--arch", tr_.arch, "actionformer | temporalmaxer | tridet")->capture_default_str();
     s->add_option("--preset", tr_.preset, "model/training preset: small | tiny | thumos")->capture_default_str();
-    s->add_option("--config", tr_.config_path, "reference config (JSON, or OpenTAD's .py): its model replaces the preset");
+    s->add_option("--config", tr_.config_path, "reference config (JSON, or OpenTAD's .py): its model, and its optimisation recipe "
+                  "(opt / loader, or OpenTAD's optimizer / scheduler / solver) where it names one, replace the preset's");
     s->add_option("--epochs", tr_.epochs, "cosine epochs after warmup (default: preset)");
     s->add_option("--warmup-epochs", tr_.warmup_epochs, "warmup epochs (default: preset)");
     s->add_option("--batch-size", tr_.batch_size, "videos per batch (default: preset)");

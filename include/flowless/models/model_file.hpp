@@ -62,13 +62,22 @@ std::unique_ptr<Detector<T>> load_detector(const std::string& path) {
   return model;
 }
 
+/// A config file's tree as written: a .py file is OpenTAD's (io::read_pyconfig),
+/// a JSON file either layout; `opentad` tells which.
+inline json::Value read_config_tree(const std::string& path, bool& opentad) {
+  const bool python = path.size() >= 3 && path.compare(path.size() - 3, 3, ".py") == 0;
+  json::Value root = python ? io::read_pyconfig(path) : json::parse_file(path);
+  opentad = python || is_opentad_config(root);
+  return root;
+}
+
 /// A detector config file: the original code's layout as JSON (its YAML
 /// configs converted, or a flowless config), or OpenTAD's config tree - a
 /// Python config (.py, io::read_pyconfig) or the same tree as JSON.
 inline DetectorConfig read_config_file(const std::string& path) {
-  const bool python = path.size() >= 3 && path.compare(path.size() - 3, 3, ".py") == 0;
-  const json::Value root = python ? io::read_pyconfig(path) : json::parse_file(path);
-  if (python || is_opentad_config(root)) return parse_detector_config(opentad_to_reference_config(root, path), path);
+  bool opentad = false;
+  const json::Value root = read_config_tree(path, opentad);
+  if (opentad) return parse_detector_config(opentad_to_reference_config(root, path), path);
   return parse_detector_config(root, path);
 }
 

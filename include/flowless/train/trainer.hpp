@@ -20,6 +20,7 @@
 #pragma once
 
 #include <charconv>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -55,6 +56,11 @@ class TrainTask {
 struct TrainerOptions {
   int epochs = 30;              // cosine epochs (after warmup)
   int warmup_epochs = 5;
+  // Training stops after this many epochs although the schedule spans
+  // warmup_epochs + epochs (ActionFormer's opt.early_stop_epochs, OpenTAD's
+  // workflow.end_epoch); <= 0: after warmup_epochs + epochs.
+  int end_epoch = 0;
+  double eta_min = 1e-8;        // the cosine's final learning rate
   int batch_size = 2;
   double lr = 1e-4;
   double weight_decay = 0.05;
@@ -91,11 +97,17 @@ class Trainer {
                    opt_.batch_size);
     iters_per_epoch_ = int64_t(ds.size() / size_t(opt_.batch_size));
     const int64_t total = iters_per_epoch_ * (opt_.epochs + opt_.warmup_epochs);
-    schedule_ = std::make_unique<LinearWarmupCosine>(opt_.lr, iters_per_epoch_ * opt_.warmup_epochs, std::max<int64_t>(total, 1 + iters_per_epoch_ * opt_.warmup_epochs));
+    schedule_ = std::make_unique<LinearWarmupCosine>(opt_.lr, iters_per_epoch_ * opt_.warmup_epochs,
+                                                     std::max<int64_t>(total, 1 + iters_per_epoch_ * opt_.warmup_epochs),
+                                                     0.0, opt_.eta_min);
   }
 
   int64_t iterations_per_epoch() const { return iters_per_epoch_; }
-  int total_epochs() const { return opt_.epochs + opt_.warmup_epochs; }
+  /// The epochs run() trains: warmup + cosine, or end_epoch when it is earlier.
+  int total_epochs() const {
+    const int all = opt_.epochs + opt_.warmup_epochs;
+    return opt_.end_epoch > 0 ? std::min(opt_.end_epoch, all) : all;
+  }
   int epoch() const { return epoch_; }
   ModelEma<T>& ema() { return ema_; }
 

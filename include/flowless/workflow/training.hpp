@@ -35,6 +35,7 @@
 #include "flowless/io/json.hpp"
 #include "flowless/io/safetensors.hpp"
 #include "flowless/models/any_model.hpp"
+#include "flowless/models/model_file.hpp"
 #include "flowless/train/trainer.hpp"
 
 namespace flowless::workflow {
@@ -115,6 +116,108 @@ inline DetectorConfig preset_config(const std::string& preset, const std::string
     c.inference_padding = "max_seq_len";  // trained on max_seq_len buffers, as the reference
   }
   return c;
+}
+
+/// The optimisation recipe a config names, when it names one:
+///  - the original codes' layout (ActionFormer, TemporalMaxer, TriDet) with an
+///    "opt" section: opt.learning_rate, epochs (cosine epochs after warmup),
+///    warmup_epochs, weight_decay, eta_min, early_stop_epochs (training stops
+///    there), loader.batch_size and train_cfg.clip_grad_l2norm, with their
+///    DEFAULTS for the keys the config omits (1e-3, 30, 5, 0, 1e-8, -, 8, -1
+///    = no clipping) and their model EMA (decay 0.999). opt.type other than
+///    AdamW, opt.warmup false and schedule_type multistep are refused;
+///  - OpenTAD's with an "optimizer" section: optimizer.lr, weight_decay
+///    (torch's 0.01 when absent), scheduler LinearWarmupCosineAnnealingLR
+///    (warmup_epoch, max_epoch = warmup + cosine epochs, eta_min),
+///    solver.train.batch_size, solver.clip_grad_norm, solver.ema (decay
+///    0.999) and workflow.end_epoch. Other optimizers or schedulers, and
+///    paramwise false (OpenTAD then decays every parameter; flowless always
+///    applies the detectors' weight-decay groups) are refused.
+/// present = false for a config without these sections: the preset's recipe.
+struct ConfigRecipe {
+  bool present = false;
+  std::string source;  // "opt" or "OpenTAD"
+  int epochs = 30, warmup_epochs = 5, batch_size = 8, end_epoch = 0;
+  double lr = 1e-3, weight_decay = 0.0, eta_min = 1e-8, clip_grad_l2norm = -1;
+  bool use_ema = true;
+  double ema_decay = 0.999;
+};
+
+inline ConfigRecipe config_recipe(const json::Value& root, bool opentad, const std::string& ctx) {
+  ConfigRecipe r;
+  static const json::Value empty = json::Value::object();
+  auto sec = [&](const json::Value& v, const char* key) -> const json::Value& {
+    if (!v.is_object() || !v.contains(key) || v.at(key).is_null()) return empty;
+    FLOWLESS_CHECK(v.at(key).is_object(), ctx, ": '", key, "' must be a dict, got ", v.at(key).type_name());
+    return v.at(key);
+  };
+  auto count = [&](const char* what, int64_t v, int64_t lo) {
+    FLOWLESS_CHECK(v >= lo && v <= 1000000, ctx, ": ", what, " must be an integer >= ", lo, ", got ", v);
+    return int(v);
+  };
+  auto positive = [&](const char* what, double v, bool allow_zero) {
+    FLOWLESS_CHECK(std::isfinite(v) && (allow_zero ? v >= 0 : v > 0), ctx, ": ", what, " must be ",
+                   allow_zero ? ">= 0" : "> 0", ", got ", v);
+    return v;
+  };
+  if (opentad) {
+    const json::Value& op = sec(root, "optimizer");
+    if (!root.contains("optimizer")) return r;
+    r.present = true;
+    r.source = "OpenTAD";
+    const std::string type = op.string_or("type", "");
+    FLOWLESS_CHECK(type == "AdamW", ctx, ": optimizer.type '", type, "' is not supported (AdamW)");
+    FLOWLESS_CHECK(op.contains("lr"), ctx, ": optimizer.lr is missing");
+    r.lr = positive("optimizer.lr", op.number_or("lr", 0), false);
+    r.weight_decay = positive("optimizer.weight_decay", op.number_or("weight_decay", 0.01), true);
+    FLOWLESS_CHECK(op.bool_or("paramwise", false), ctx,
+                   ": optimizer.paramwise False (every parameter decayed) is not supported; flowless applies the "
+                   "detectors' weight-decay groups (paramwise=True)");
+    const json::Value& sc = sec(root, "scheduler");
+    const std::string stype = sc.string_or("type", "");
+    FLOWLESS_CHECK(stype == "LinearWarmupCosineAnnealingLR", ctx, ": scheduler.type '", stype,
+                   "' is not supported (LinearWarmupCosineAnnealingLR)");
+    FLOWLESS_CHECK(sc.contains("warmup_epoch") && sc.contains("max_epoch"), ctx,
+                   ": scheduler needs warmup_epoch and max_epoch");
+    r.warmup_epochs = count("scheduler.warmup_epoch", sc.int_or("warmup_epoch", 0), 0);
+    const int max_epoch = count("scheduler.max_epoch", sc.int_or("max_epoch", 0), 1);
+    FLOWLESS_CHECK(max_epoch > r.warmup_epochs, ctx, ": scheduler.max_epoch (", max_epoch,
+                   ") must exceed warmup_epoch (", r.warmup_epochs, ")");
+    r.epochs = max_epoch - r.warmup_epochs;
+    r.eta_min = positive("scheduler.eta_min", sc.number_or("eta_min", 1e-8), true);
+    FLOWLESS_CHECK(sc.number_or("warmup_start_lr", 0.0) == 0.0, ctx,
+                   ": scheduler.warmup_start_lr other than 0 is not supported");
+    const json::Value& solver = sec(root, "solver");
+    const json::Value& st = sec(solver, "train");
+    FLOWLESS_CHECK(st.contains("batch_size"), ctx, ": solver.train.batch_size is missing");
+    r.batch_size = count("solver.train.batch_size", st.int_or("batch_size", 0), 1);
+    r.clip_grad_l2norm = solver.number_or("clip_grad_norm", -1);
+    r.use_ema = solver.bool_or("ema", false);
+    const json::Value& wf = sec(root, "workflow");
+    if (wf.contains("end_epoch")) r.end_epoch = count("workflow.end_epoch", wf.int_or("end_epoch", 0), 1);
+    return r;
+  }
+  if (!root.contains("opt")) return r;
+  const json::Value& opt = sec(root, "opt");
+  r.present = true;
+  r.source = "opt";
+  const std::string type = opt.string_or("type", "AdamW");
+  FLOWLESS_CHECK(type == "AdamW", ctx, ": opt.type '", type, "' is not supported (AdamW)");
+  FLOWLESS_CHECK(opt.bool_or("warmup", true), ctx,
+                 ": opt.warmup false (cosine without warmup) is not supported; use warmup_epochs 0");
+  const std::string sched = opt.string_or("schedule_type", "cosine");
+  FLOWLESS_CHECK(sched == "cosine", ctx, ": opt.schedule_type '", sched, "' is not supported (cosine)");
+  r.lr = positive("opt.learning_rate", opt.number_or("learning_rate", r.lr), false);
+  r.epochs = count("opt.epochs", opt.int_or("epochs", r.epochs), 0);
+  r.warmup_epochs = count("opt.warmup_epochs", opt.int_or("warmup_epochs", r.warmup_epochs), 0);
+  FLOWLESS_CHECK(r.epochs + r.warmup_epochs >= 1, ctx, ": opt.epochs + opt.warmup_epochs must be >= 1");
+  r.weight_decay = positive("opt.weight_decay", opt.number_or("weight_decay", r.weight_decay), true);
+  r.eta_min = positive("opt.eta_min", opt.number_or("eta_min", r.eta_min), true);
+  if (opt.contains("early_stop_epochs"))
+    r.end_epoch = count("opt.early_stop_epochs", opt.int_or("early_stop_epochs", 0), 1);
+  r.batch_size = count("loader.batch_size", sec(root, "loader").int_or("batch_size", r.batch_size), 1);
+  r.clip_grad_l2norm = sec(root, "train_cfg").number_or("clip_grad_l2norm", r.clip_grad_l2norm);
+  return r;
 }
 
 inline train::TrainerOptions preset_trainer(const std::string& preset) {
@@ -413,6 +516,18 @@ inline TrainResult train_model(const TrainRequest& r) {
   cfg.validate("train");
 
   train::TrainerOptions to = preset_trainer(r.preset);
+  std::string recipe_source = "preset " + r.preset;
+  if (!r.config_path.empty()) {
+    bool opentad = false;  // set by read_config_tree, so read the tree first (argument order is unspecified)
+    const json::Value tree = models::read_config_tree(r.config_path, opentad);
+    const ConfigRecipe rc = config_recipe(tree, opentad, r.config_path);
+    if (rc.present) {
+      to.epochs = rc.epochs, to.warmup_epochs = rc.warmup_epochs, to.end_epoch = rc.end_epoch;
+      to.batch_size = rc.batch_size, to.lr = rc.lr, to.weight_decay = rc.weight_decay, to.eta_min = rc.eta_min;
+      to.clip_grad_l2norm = rc.clip_grad_l2norm, to.use_ema = rc.use_ema, to.ema_decay = rc.ema_decay;
+      recipe_source = r.config_path + " (" + rc.source + ")";
+    }
+  }
   if (r.epochs >= 0) to.epochs = r.epochs;
   if (r.warmup_epochs >= 0) to.warmup_epochs = r.warmup_epochs;
   if (r.batch_size > 0) to.batch_size = r.batch_size;
@@ -430,6 +545,21 @@ inline TrainResult train_model(const TrainRequest& r) {
                                          {"train_mode", r.mode},
                                          {"seed", std::to_string(r.seed)},
                                          {"train_precision", r.precision}};
+  {
+    // The optimisation recipe the model was trained with, and where it came from.
+    json::Value rec = json::Value::object();
+    rec["source"] = json::Value(recipe_source);
+    rec["epochs"] = json::Value(to.epochs);
+    rec["warmup_epochs"] = json::Value(to.warmup_epochs);
+    if (to.end_epoch > 0) rec["end_epoch"] = json::Value(to.end_epoch);
+    rec["batch_size"] = json::Value(to.batch_size);
+    rec["learning_rate"] = json::Value(to.lr);
+    rec["weight_decay"] = json::Value(to.weight_decay);
+    rec["eta_min"] = json::Value(to.eta_min);
+    rec["clip_grad_l2norm"] = json::Value(to.clip_grad_l2norm);
+    rec["ema_decay"] = to.use_ema ? json::Value(to.ema_decay) : json::Value(nullptr);
+    meta["train_recipe"] = json::dump(rec);
+  }
   std::unique_ptr<nn::Module<float>> model_owner;
   std::unique_ptr<train::TrainTask<float>> task;
   std::unique_ptr<models::Detector<float>> teacher;
