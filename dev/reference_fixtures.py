@@ -130,6 +130,23 @@ def blob_features(rng, T, C):
     return x.astype(np.float32)
 
 
+def training_batch(rng, videos, c_in, fps, stride, nframes, out):
+    """The reference's video dicts for a training batch: per (T, segments,
+    labels) of `videos` (ground truth in grid units) blob_features(rng, T,
+    c_in), saved as out/train<b>.npy; returns (batch, gts) for
+    write_training_outputs."""
+    batch, gts = [], []
+    for b, (T, segs, labs) in enumerate(videos):
+        x = blob_features(rng, T, c_in)
+        np.save(os.path.join(out, f'train{b}.npy'), x)
+        batch.append({'video_id': f'train{b}', 'feats': torch.from_numpy(np.ascontiguousarray(x.T)),
+                      'segments': torch.tensor(segs, dtype=torch.float32),
+                      'labels': torch.tensor(labs, dtype=torch.int64), 'fps': fps,
+                      'duration': (T * stride + nframes) / fps, 'feat_stride': stride, 'feat_num_frames': nframes})
+        gts.append({'segments': segs, 'labels': labs, 'num_feats': T})
+    return batch, gts
+
+
 def write_training_outputs(model, batch, gts, out):
     """The reference's training forward on `batch` (video dicts with
     segments / labels), the backward of final_loss, and the fixture files:

@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
-                                saved_config, use_reference_checkout,
+                                saved_config, training_batch, use_reference_checkout,
                                 write_fixture_video, write_safetensors, write_training_outputs)
 
 use_reference_checkout('TEMPORALMAXER_ROOT', 'TemporalMaxer')
@@ -105,15 +105,7 @@ def write_training_batch(model, folder, videos):
         captured.append(targets)
         return targets
     model.get_target = capture
-    batch, gts = [], []
-    for b, (T, segs, labs) in enumerate(videos):
-        x = blob_features(rng, T, C_IN)
-        np.save(os.path.join(folder, f'train{b}.npy'), x)
-        batch.append({'video_id': f'train{b}', 'feats': torch.from_numpy(np.ascontiguousarray(x.T)),
-                      'segments': torch.tensor(segs, dtype=torch.float32),
-                      'labels': torch.tensor(labs, dtype=torch.int64), 'fps': FPS,
-                      'duration': (T * STRIDE + NFRAMES) / FPS, 'feat_stride': STRIDE, 'feat_num_frames': NFRAMES})
-        gts.append({'segments': segs, 'labels': labs, 'num_feats': T})
+    batch, gts = training_batch(rng, videos, C_IN, FPS, STRIDE, NFRAMES, folder)
     write_training_outputs(model, batch, gts, folder)
     del model.get_target
     (targets,) = captured

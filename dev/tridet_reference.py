@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_fixtures import (blob_features, output_folder, perturb_parameters,  # noqa: E402
-                                saved_config, use_reference_checkout,
+                                saved_config, training_batch, use_reference_checkout,
                                 write_fixture_video, write_safetensors, write_training_outputs)
 
 use_reference_checkout('TRIDET_ROOT', 'TriDet')
@@ -104,18 +104,10 @@ def write_training_batch(model):
     noise = model.input_noise
     model.input_noise = 0.0
     model.zero_grad()
-    batch, gts = [], []
-    for b, (T, segs, labs) in enumerate(((768, [[10.5, 30.25], [60.0, 61.5], [100.0, 185.0], [100.0, 185.0],
-                                                 [300.0, 700.0]], [0, 1, 2, 4, 3]),
-                                         (500, [[2.0, 9.0], [40.5, 120.0], [131.0, 149.5], [400.0, 498.0]],
-                                          [1, 1, 3, 0]))):
-        x = blob_features(rng, T, C_IN)
-        np.save(os.path.join(out, f'train{b}.npy'), x)
-        batch.append({'video_id': f'train{b}', 'feats': torch.from_numpy(np.ascontiguousarray(x.T)),
-                      'segments': torch.tensor(segs, dtype=torch.float32),
-                      'labels': torch.tensor(labs, dtype=torch.int64), 'fps': FPS,
-                      'duration': (T * STRIDE + NFRAMES) / FPS, 'feat_stride': STRIDE, 'feat_num_frames': NFRAMES})
-        gts.append({'segments': segs, 'labels': labs, 'num_feats': T})
+    batch, gts = training_batch(rng, ((768, [[10.5, 30.25], [60.0, 61.5], [100.0, 185.0], [100.0, 185.0],
+                                           [300.0, 700.0]], [0, 1, 2, 4, 3]),
+                                      (500, [[2.0, 9.0], [40.5, 120.0], [131.0, 149.5], [400.0, 498.0]],
+                                       [1, 1, 3, 0])), C_IN, FPS, STRIDE, NFRAMES, out)
     write_training_outputs(model, batch, gts, out)
     model.input_noise = noise
     model.eval()

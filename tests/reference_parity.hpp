@@ -113,6 +113,36 @@ inline void check_fixture_video(models::Detector<float>& model, const std::strin
                         dir + vid + ".expected.safetensors");
 }
 
+/// The fixture's training batch: dir/train0.npy, train1.npy ((T_b, C)
+/// features) zero-padded into x (2, max_seq_len, C), their lengths, and the
+/// ground truth of dir/train_gt.json (grid units).
+struct TrainingBatch {
+  Tensor<float> x;
+  std::vector<int> lengths;
+  std::vector<models::VideoTargets> targets;
+};
+
+inline TrainingBatch load_training_batch(const std::string& dir, const DetectorConfig& cfg) {
+  const json::Value gt = json::parse_file(dir + "train_gt.json");
+  const int64_t Tbuf = cfg.max_seq_len, C = cfg.input_dim;
+  TrainingBatch tb;
+  tb.x = Tensor<float>::zeros(Shape{2, Tbuf, C});
+  for (int b = 0; b < 2; ++b) {
+    io::Array a = io::load_npy(dir + "train" + std::to_string(b) + ".npy");
+    auto v = a.to_float32("train");
+    REQUIRE(a.shape[1] == C);
+    REQUIRE(a.shape[0] <= Tbuf);
+    std::copy(v.begin(), v.end(), tb.x.data() + b * Tbuf * C);
+    tb.lengths.push_back(int(a.shape[0]));
+    CHECK(gt[b].at("num_feats").as_int() == a.shape[0]);
+    models::VideoTargets t;
+    for (auto& s : gt[b].at("segments").as_array()) t.segments.push_back({float(s[0].as_number()), float(s[1].as_number())});
+    for (auto& l : gt[b].at("labels").as_array()) t.labels.push_back(int(l.as_int()));
+    tb.targets.push_back(t);
+  }
+  return tb;
+}
+
 /// The fixture's training batch (dir/train0.npy, train1.npy, train_gt.json:
 /// features (T_b, C), ground truth in grid units) through the model's training
 /// forward, padded to max_seq_len, without stochastic depth: the losses and
@@ -124,29 +154,12 @@ inline void check_fixture_video(models::Detector<float>& model, const std::strin
 inline void check_reference_training(models::Detector<float>& model, const std::string& dir, double norm_tol = 1e-9) {
   const DetectorConfig& cfg = model.config();
   model.train(false);  // the fixtures were computed without stochastic depth
-  json::Value gt = json::parse_file(dir + "train_gt.json");
-  const int64_t Tbuf = cfg.max_seq_len, C = cfg.input_dim;
-  Tensor<float> x = Tensor<float>::zeros(Shape{2, Tbuf, C});
-  std::vector<int> lengths;
-  std::vector<models::VideoTargets> targets;
-  for (int b = 0; b < 2; ++b) {
-    io::Array a = io::load_npy(dir + "train" + std::to_string(b) + ".npy");
-    auto v = a.to_float32("train");
-    REQUIRE(a.shape[1] == C);
-    REQUIRE(a.shape[0] <= Tbuf);
-    std::copy(v.begin(), v.end(), x.data() + b * Tbuf * C);
-    lengths.push_back(int(a.shape[0]));
-    CHECK(gt[b].at("num_feats").as_int() == a.shape[0]);
-    models::VideoTargets t;
-    for (auto& s : gt[b].at("segments").as_array()) t.segments.push_back({float(s[0].as_number()), float(s[1].as_number())});
-    for (auto& l : gt[b].at("labels").as_array()) t.labels.push_back(int(l.as_int()));
-    targets.push_back(t);
-  }
+  const TrainingBatch batch = load_training_batch(dir, cfg);
   json::Value expected = json::parse_file(dir + "train_losses.json");
   DetectionLoss<float> criterion(cfg.loss_config());
   CHECK(criterion.loss_norm() == doctest::Approx(expected.at("init_loss_norm").as_number()));
-  auto out = model.forward(Var<float>(x), lengths);
-  auto losses = model.loss(out, targets, criterion);
+  auto out = model.forward(Var<float>(batch.x), batch.lengths);
+  auto losses = model.loss(out, batch.targets, criterion);
   auto rel = [](double a, double b) { return std::abs(a - b) / std::abs(b); };
   CHECK(rel(losses.cls_loss.value()[0], expected.at("cls_loss").as_number()) <= 1e-5);
   CHECK(rel(losses.reg_loss.value()[0], expected.at("reg_loss").as_number()) <= 1e-5);

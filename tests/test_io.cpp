@@ -18,6 +18,7 @@
 #include "flowless/io/pth.hpp"
 #include "flowless/io/safetensors.hpp"
 #include "flowless/io/zip.hpp"
+#include "test_util.hpp"
 
 namespace fio = flowless::io;
 using fio::Array;
@@ -27,43 +28,10 @@ namespace {
 
 std::string io_data(const std::string& rel) { return std::string(FLOWLESS_TEST_DATA) + "/" + rel; }
 
-// A scratch folder for this process, removed at exit.
-struct IoTmpDir {
-  std::string path;
-  IoTmpDir() {
-    path = (std::filesystem::temp_directory_path() / ("flowless_test_io_" + std::to_string(::getpid()))).string();
-    fio::make_dirs(path);
-  }
-  ~IoTmpDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 std::string io_tmp(const std::string& name) {
-  static const IoTmpDir dir;
+  static const flowless::test::ScratchDir dir("io");
   return dir.path + "/" + name;
 }
-
-template <class F>
-std::string io_error_of(F&& f) {
-  try {
-    f();
-  } catch (const flowless::Error& e) {
-    return e.what();
-  }
-  return "<no flowless::Error thrown>";
-}
-
-bool io_has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
-
-// Checks that expr throws flowless::Error whose message holds every listed substring.
-#define IO_CHECK_ERROR(expr, ...)                                  \
-  do {                                                             \
-    const std::string io_msg_ = io_error_of([&] { (void)(expr); }); \
-    INFO("error message: " << io_msg_);                            \
-    for (const char* io_s_ : {__VA_ARGS__}) CHECK(io_has(io_msg_, io_s_)); \
-  } while (0)
 
 template <class T>
 std::vector<T> io_values(const Array& a) {
@@ -172,8 +140,8 @@ TEST_CASE("io array: dtype sizes, names, checked shapes and float conversion") {
   Array empty;
   empty.shape = {3, 0, 5};
   CHECK(empty.numel() == 0);
-  IO_CHECK_ERROR(fio::shape_numel({1 << 30, 1 << 30, 1 << 30}, "ctx.bin"), "ctx.bin", "too many elements");
-  IO_CHECK_ERROR(fio::shape_numel({4, -1}, "neg.bin"), "neg.bin", "negative dimension");
+  FLOWLESS_CHECK_ERROR(fio::shape_numel({1 << 30, 1 << 30, 1 << 30}, "ctx.bin"), "ctx.bin", "too many elements");
+  FLOWLESS_CHECK_ERROR(fio::shape_numel({4, -1}, "neg.bin"), "neg.bin", "negative dimension");
 
   const float src[6] = {1, -2, 3.5f, 0, 1e-3f, -7};
   Array f = Array::from_float32(src, {2, 3});
@@ -192,7 +160,7 @@ TEST_CASE("io array: dtype sizes, names, checked shapes and float conversion") {
 
   Array bad = f;
   bad.data.pop_back();
-  IO_CHECK_ERROR(bad.to_float32("weights.bin: 'w'"), "weights.bin: 'w'", "needs 24 bytes");
+  FLOWLESS_CHECK_ERROR(bad.to_float32("weights.bin: 'w'"), "weights.bin: 'w'", "needs 24 bytes");
 }
 
 // ------------------------------------------------------------------ npy ----
@@ -246,10 +214,10 @@ TEST_CASE("io npy: write/read round trip over dtypes and shapes") {
   CHECK(arrays[5].to_float32("h") == std::vector<float>{1, -2, 65504});
 
   Array bf = io_make<uint16_t>(DType::bf16, {1}, {0x3F80});
-  IO_CHECK_ERROR(fio::save_npy(io_tmp("bf16.npy"), bf), "bf16.npy", "bfloat16");
+  FLOWLESS_CHECK_ERROR(fio::save_npy(io_tmp("bf16.npy"), bf), "bf16.npy", "bfloat16");
   Array wrong = io_make<float>(DType::f32, {2}, {1, 2});
   wrong.shape = {3};
-  IO_CHECK_ERROR(fio::save_npy(io_tmp("wrong.npy"), wrong), "wrong.npy", "needs 12 bytes");
+  FLOWLESS_CHECK_ERROR(fio::save_npy(io_tmp("wrong.npy"), wrong), "wrong.npy", "needs 12 bytes");
 }
 
 TEST_CASE("io npy: big-endian, fortran order, versions 2/3, float16, bool") {
@@ -294,13 +262,13 @@ TEST_CASE("io npy: big-endian, fortran order, versions 2/3, float16, bool") {
 
 TEST_CASE("io npy: refuses object, string, complex and structured dtypes") {
   const std::string obj = io_data("io/object.npy");
-  IO_CHECK_ERROR(fio::load_npy(obj), obj.c_str(), "Python objects");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(obj), obj.c_str(), "Python objects");
   const std::string uni = io_data("io/unicode.npy");
-  IO_CHECK_ERROR(fio::load_npy(uni), uni.c_str(), "strings");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(uni), uni.c_str(), "strings");
   const std::string cpx = io_data("io/complex.npy");
-  IO_CHECK_ERROR(fio::load_npy(cpx), cpx.c_str(), "complex");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(cpx), cpx.c_str(), "complex");
   const std::string st = io_data("io/structured.npy");
-  IO_CHECK_ERROR(fio::load_npy(st), st.c_str(), "structured");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(st), st.c_str(), "structured");
 }
 
 TEST_CASE("io npy: malformed files are errors naming the file") {
@@ -315,37 +283,37 @@ TEST_CASE("io npy: malformed files are errors naming the file") {
   };
 
   std::string p = write_tmp("magic.npy", "\x93NUMPX" + good.substr(6));
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "bad magic");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "bad magic");
   p = write_tmp("short.npy", good.substr(0, 7));
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "too short");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "too short");
   p = write_tmp("truncated.npy", good.substr(0, good.size() - 3));
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "truncated");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "truncated");
   p = write_tmp("trailing.npy", good + "xyz");
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "needs 16");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "needs 16");
   std::string v9 = good;
   v9[6] = 9;
   p = write_tmp("version.npy", v9);
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "version 9.0");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "version 9.0");
   std::string longhdr = good;
   longhdr[8] = char(0xff);
   longhdr[9] = char(0xff);
   p = write_tmp("hdrlen.npy", longhdr);
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "header length 65535 exceeds file size");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "header length 65535 exceeds file size");
   // 2^40 elements claimed by a tiny file: refused before any allocation.
   p = write_tmp("absurd.npy",
                 header("{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576), }\n") + "abcd");
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "(1048576, 1048576)");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "(1048576, 1048576)");
   p = write_tmp("overflow.npy",
                 header("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }\n"));
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "too many elements");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "too many elements");
   p = write_tmp("nodescr.npy", header("{'fortran_order': False, 'shape': (1,), }\n") + "abcd");
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "malformed .npy header");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "malformed .npy header");
   p = write_tmp("f128.npy", header("{'descr': '<f16', 'fortran_order': False, 'shape': (1,), }\n") +
                                 std::string(16, '\0'));
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "unsupported .npy dtype '<f16'");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "unsupported .npy dtype '<f16'");
   p = write_tmp("garbage.npy", header("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }\n") + "abcd");
-  IO_CHECK_ERROR(fio::load_npy(p), p.c_str(), "True or False");
-  IO_CHECK_ERROR(fio::load_npy(io_tmp("does_not_exist.npy")), "does_not_exist.npy", "cannot open");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(p), p.c_str(), "True or False");
+  FLOWLESS_CHECK_ERROR(fio::load_npy(io_tmp("does_not_exist.npy")), "does_not_exist.npy", "cannot open");
 }
 
 // ------------------------------------------------------------------ npz ----
@@ -384,7 +352,7 @@ TEST_CASE("io npz: np.savez archives, ZIP64, round trip, compressed refused") {
   CHECK(zr.find("feats.npy")->method == 0);
 
   const std::string comp = io_data("io/compressed.npz");
-  IO_CHECK_ERROR(fio::load_npz(comp), comp.c_str(), "entry 'x.npy' is deflate-compressed",
+  FLOWLESS_CHECK_ERROR(fio::load_npz(comp), comp.c_str(), "entry 'x.npy' is deflate-compressed",
                  "np.savez, not np.savez_compressed");
 }
 
@@ -402,37 +370,37 @@ TEST_CASE("io zip: writer/reader agree, CRC and bounds are checked") {
   CHECK(r.read("a.txt") == "hello");
   CHECK(r.read("dir/b.bin") == std::string("\0\1\2", 3));
   CHECK(r.read("empty").empty());
-  IO_CHECK_ERROR(r.read("nope"), "mem.zip", "no entry 'nope'");
+  FLOWLESS_CHECK_ERROR(r.read("nope"), "mem.zip", "no entry 'nope'");
 
   // Flip a data byte: the CRC catches it.
   std::string corrupt = zip;
   corrupt[corrupt.find("hello")] = 'j';
-  IO_CHECK_ERROR(fio::ZipReader::from_bytes(corrupt, "crc.zip").read("a.txt"), "crc.zip", "CRC-32 mismatch");
+  FLOWLESS_CHECK_ERROR(fio::ZipReader::from_bytes(corrupt, "crc.zip").read("a.txt"), "crc.zip", "CRC-32 mismatch");
   // Truncated: the end record is gone.
-  IO_CHECK_ERROR(fio::ZipReader::from_bytes(zip.substr(0, zip.size() - 10), "cut.zip"), "cut.zip",
+  FLOWLESS_CHECK_ERROR(fio::ZipReader::from_bytes(zip.substr(0, zip.size() - 10), "cut.zip"), "cut.zip",
                  "end-of-central-directory");
-  IO_CHECK_ERROR(fio::ZipReader::from_bytes("PK", "tiny.zip"), "tiny.zip", "too small");
+  FLOWLESS_CHECK_ERROR(fio::ZipReader::from_bytes("PK", "tiny.zip"), "tiny.zip", "too small");
   // Central directory offset pointing beyond the file.
   std::string badcd = zip;
   const size_t eocd = badcd.rfind(std::string("PK\5\6", 4));
   REQUIRE(eocd != std::string::npos);
   badcd.replace(eocd + 16, 4, le32(0x7fffffff));
-  IO_CHECK_ERROR(fio::ZipReader::from_bytes(badcd, "cdoff.zip"), "cdoff.zip", "outside the archive");
+  FLOWLESS_CHECK_ERROR(fio::ZipReader::from_bytes(badcd, "cdoff.zip"), "cdoff.zip", "outside the archive");
   // An entry claiming 3 GB of data in a tiny archive.
   std::string big = zip;
   const size_t cd0 = big.find(std::string("PK\1\2", 4));
   REQUIRE(cd0 != std::string::npos);
   big.replace(cd0 + 20, 4, le32(3000000000u));
   big.replace(cd0 + 24, 4, le32(3000000000u));
-  IO_CHECK_ERROR(fio::ZipReader::from_bytes(big, "huge.zip"), "huge.zip", "more than the archive size");
+  FLOWLESS_CHECK_ERROR(fio::ZipReader::from_bytes(big, "huge.zip"), "huge.zip", "more than the archive size");
   // Too many entries claimed.
   std::string many = zip;
   many.replace(eocd + 8, 2, std::string("\xff\xff", 2));
   many.replace(eocd + 10, 2, std::string("\xff\xff", 2));
-  IO_CHECK_ERROR(fio::ZipReader::from_bytes(many, "many.zip"), "many.zip", "entries but has only");
+  FLOWLESS_CHECK_ERROR(fio::ZipReader::from_bytes(many, "many.zip"), "many.zip", "entries but has only");
   fio::ZipWriter dup("dup.zip");
   dup.add("x", std::string("1"));
-  IO_CHECK_ERROR(dup.add("x", std::string("2")), "dup.zip", "duplicate entry 'x'");
+  FLOWLESS_CHECK_ERROR(dup.add("x", std::string("2")), "dup.zip", "duplicate entry 'x'");
 }
 
 // ---------------------------------------------------------- safetensors ----
@@ -483,7 +451,7 @@ TEST_CASE("io safetensors: write/read round trip with metadata") {
   fio::SafeTensors bad;
   bad.tensors["x"] = io_make<float>(DType::f32, {2}, {1, 2});
   bad.tensors["x"].shape = {3};
-  IO_CHECK_ERROR(fio::save_safetensors(io_tmp("bad.safetensors"), bad), "bad.safetensors", "'x'", "needs 12 bytes");
+  FLOWLESS_CHECK_ERROR(fio::save_safetensors(io_tmp("bad.safetensors"), bad), "bad.safetensors", "'x'", "needs 12 bytes");
 }
 
 TEST_CASE("io safetensors: malformed files are errors naming the file") {
@@ -533,14 +501,14 @@ TEST_CASE("io safetensors: malformed files are errors naming the file") {
   for (const Case& c : cases) {
     CAPTURE(c.name);
     const std::string path = write_tmp(c.name, c.bytes);
-    IO_CHECK_ERROR(fio::load_safetensors(path), path.c_str(), c.expect);
+    FLOWLESS_CHECK_ERROR(fio::load_safetensors(path), path.c_str(), c.expect);
   }
   // Truncating the real weights file breaks the data buffer; cutting into the header breaks the header.
   const std::string raw = fio::read_file(io_data("actionformer_small/weights.safetensors"));
   std::string p = write_tmp("cut_data.safetensors", raw.substr(0, raw.size() - 100));
-  IO_CHECK_ERROR(fio::load_safetensors(p), p.c_str(), "exceed the data buffer");
+  FLOWLESS_CHECK_ERROR(fio::load_safetensors(p), p.c_str(), "exceed the data buffer");
   p = write_tmp("cut_header.safetensors", raw.substr(0, 200));
-  IO_CHECK_ERROR(fio::load_safetensors(p), p.c_str(), "exceeds file size 200");
+  FLOWLESS_CHECK_ERROR(fio::load_safetensors(p), p.c_str(), "exceeds file size 200");
 }
 
 // ------------------------------------------------------------------ pth ----
@@ -578,13 +546,13 @@ TEST_CASE("io pth: checkpoint state dicts equal the reference safetensors bit fo
   CHECK(def.at("backbone.embd.0.conv.weight").shape == std::vector<int64_t>{64, 32, 3});
   CHECK(def.at("backbone.embd.0.conv.weight").data == ref.tensors.at("backbone.embd.0.conv.weight").data);
 
-  IO_CHECK_ERROR(fio::load_pth_state_dict(ckpt, "model"), ckpt.c_str(), "no entry 'model'",
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(ckpt, "model"), ckpt.c_str(), "no entry 'model'",
                  "'epoch', 'state_dict', 'state_dict_ema', 'optimizer', 'scheduler'");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(ckpt, "epoch"), ckpt.c_str(), "entry 'epoch' is the int 7",
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(ckpt, "epoch"), ckpt.c_str(), "entry 'epoch' is the int 7",
                  "not a state dict");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(ckpt, "optimizer"), ckpt.c_str(), "'optimizer'", "'state'",
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(ckpt, "optimizer"), ckpt.c_str(), "'optimizer'", "'state'",
                  "not a plain tensor");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(ckpt, ""), ckpt.c_str(), "'epoch'", "not a plain tensor");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(ckpt, ""), ckpt.c_str(), "'epoch'", "not a plain tensor");
 }
 
 TEST_CASE("io pth: views, storage sharing, dtypes, parameters, protocol 4") {
@@ -638,11 +606,11 @@ TEST_CASE("io pth: pickle code is never executed, only the chosen state dict mus
   auto good = fio::load_pth_state_dict(evil, "good");
   REQUIRE(good.size() == 1);
   CHECK(good.at("w").to_float32("w") == std::vector<float>{1, 2});
-  IO_CHECK_ERROR(fio::load_pth_state_dict(evil, "bad"), evil.c_str(), "tensor 'evil'", "posix.system",
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(evil, "bad"), evil.c_str(), "tensor 'evil'", "posix.system",
                  "not executed", "not a plain tensor");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(evil, "meta"), evil.c_str(), "'meta'", "unsupported object",
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(evil, "meta"), evil.c_str(), "'meta'", "unsupported object",
                  "not a state dict");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(evil, "state_dict_ema"), evil.c_str(),
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(evil, "state_dict_ema"), evil.c_str(),
                  "available keys: 'good', 'bad', 'meta', 'n'");
 
   // Built from bytes: a non-whitelisted global inside the chosen state dict.
@@ -652,7 +620,7 @@ TEST_CASE("io pth: pickle code is never executed, only the chosen state dict mus
   pb.str("module.hook").global("builtins", "eval").str("__import__('os')").op('\x85').op('R');
   pb.op('u').op('u');
   const std::string p = make_pth("evil_bytes.pth", pb.done(), {{"0", floats_bytes({1, 2})}});
-  IO_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "'module.hook'", "builtins.eval", "not a plain tensor");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "'module.hook'", "builtins.eval", "not a plain tensor");
 }
 
 TEST_CASE("io pth: hand-built checkpoints: byte order, bounds, malformed pickles") {
@@ -722,24 +690,24 @@ TEST_CASE("io pth: hand-built checkpoints: byte order, bounds, malformed pickles
   for (const Case& c : cases) {
     CAPTURE(c.name);
     const std::string p = make_pth(c.name, c.pickle, c.storages);
-    IO_CHECK_ERROR(fio::load_pth_state_dict(p, ""), p.c_str(), c.expect);
+    FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(p, ""), p.c_str(), c.expect);
   }
   const std::string tl = make_pth("toplevel.pth", std::string("\x80\x02].", 4), {});
-  IO_CHECK_ERROR(fio::pth_top_level_keys(tl), tl.c_str(), "not a dict");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(tl), tl.c_str(), "no entry 'state_dict_ema'");
+  FLOWLESS_CHECK_ERROR(fio::pth_top_level_keys(tl), tl.c_str(), "not a dict");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(tl), tl.c_str(), "no entry 'state_dict_ema'");
 }
 
 TEST_CASE("io pth: damaged and foreign files are errors naming the file") {
   const std::string raw = fio::read_file(io_data("actionformer_small/checkpoint.pth.tar"));
   std::string p = write_tmp("half.pth.tar", raw.substr(0, raw.size() / 2));
-  IO_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "end-of-central-directory");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "end-of-central-directory");
   p = write_tmp("legacy.pth", std::string("\x80\x02\x8a\x0a", 4) + std::string(100, 'x'));
-  IO_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "legacy");
-  IO_CHECK_ERROR(fio::load_pth_state_dict(io_tmp("missing.pth")), "missing.pth", "no such file");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "legacy");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(io_tmp("missing.pth")), "missing.pth", "no such file");
   // A valid zip that is not a checkpoint.
   p = io_tmp("plain.zip");
   fio::save_npz(p, {{"a", io_make<float>(DType::f32, {1}, {1})}});
-  IO_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "data.pkl");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(p), p.c_str(), "data.pkl");
   CHECK_FALSE(fio::is_pth_file(p));
   // Corrupt a storage byte inside the real checkpoint: the CRC check names the entry.
   fio::ZipReader zr(io_data("actionformer_small/checkpoint.pth.tar"));
@@ -751,5 +719,5 @@ TEST_CASE("io pth: damaged and foreign files are errors naming the file") {
                           fio::detail::rd16(reinterpret_cast<const uint8_t*>(raw.data()) + lho + 28);
   bad[data_off + 5] = char(bad[data_off + 5] ^ 0x40);
   p = write_tmp("flipped.pth.tar", bad);
-  IO_CHECK_ERROR(fio::load_pth_state_dict(p, "state_dict"), p.c_str(), "checkpoint.pth/data/0", "CRC-32 mismatch");
+  FLOWLESS_CHECK_ERROR(fio::load_pth_state_dict(p, "state_dict"), p.c_str(), "checkpoint.pth/data/0", "CRC-32 mismatch");
 }

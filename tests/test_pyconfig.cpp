@@ -24,22 +24,6 @@ std::string pc_write(const std::string& name, const std::string& text) {
   return p;
 }
 
-template <class F>
-std::string pc_error_of(F&& f) {
-  try {
-    f();
-  } catch (const flowless::Error& e) {
-    return e.what();
-  }
-  return "<no flowless::Error thrown>";
-}
-
-#define PC_CHECK_ERROR(expr, ...)                                                    \
-  do {                                                                               \
-    const std::string pc_msg_ = pc_error_of([&] { (void)(expr); });                  \
-    INFO("error message: " << pc_msg_);                                              \
-    for (const char* pc_s_ : {__VA_ARGS__}) CHECK(pc_msg_.find(pc_s_) != std::string::npos); \
-  } while (0)
 
 }  // namespace
 
@@ -129,29 +113,29 @@ extra = root + "x"   # a base's name is visible here
 
 TEST_CASE("pyconfig errors name the file, the line and the problem") {
   using flowless::io::read_pyconfig;
-  PC_CHECK_ERROR(read_pyconfig(pc_dir() + "/missing.py"), "missing.py");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("imp.py", "x = 1\nimport os\n")), "imp.py", "line 2", "'import'");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("undef.py", "a = dict(b=c)\n")), "undef.py", "line 1, column 12",
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_dir() + "/missing.py"), "missing.py");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("imp.py", "x = 1\nimport os\n")), "imp.py", "line 2", "'import'");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("undef.py", "a = dict(b=c)\n")), "undef.py", "line 1, column 12",
                  "name 'c' is not defined");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("fstr.py", "x = 1\ny = f'{x}'\n")), "fstr.py", "line 2", "f-strings");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("call.py", "x = list((1, 2))\n")), "calls to 'list'");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("attr.py", "x = dict(a=1).a\n")), "attribute access");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("unterm.py", "x = 'abc\n")), "unterminated string");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("unbal.py", "x = [1, 2\ny = 3\n")), "unbal.py", "expected ','");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("close.py", "x = 1)\n")), "close.py", "unbalanced ')'");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("comp.py", "x = [i for i in y]\n")), "comprehensions");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("typ.py", "x = 'a' - 1\n")), "unsupported operation: a string - a number");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("div.py", "x = 1 / 0\n")), "division by zero");
-  PC_CHECK_ERROR(flowless::io::parse_pyconfig("_base_ = 'a.py'\n", "mem.py"), "mem.py: line 1", "needs a config file");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("fstr.py", "x = 1\ny = f'{x}'\n")), "fstr.py", "line 2", "f-strings");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("call.py", "x = list((1, 2))\n")), "calls to 'list'");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("attr.py", "x = dict(a=1).a\n")), "attribute access");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("unterm.py", "x = 'abc\n")), "unterminated string");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("unbal.py", "x = [1, 2\ny = 3\n")), "unbal.py", "expected ','");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("close.py", "x = 1)\n")), "close.py", "unbalanced ')'");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("comp.py", "x = [i for i in y]\n")), "comprehensions");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("typ.py", "x = 'a' - 1\n")), "unsupported operation: a string - a number");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("div.py", "x = 1 / 0\n")), "division by zero");
+  FLOWLESS_CHECK_ERROR(flowless::io::parse_pyconfig("_base_ = 'a.py'\n", "mem.py"), "mem.py: line 1", "needs a config file");
   CHECK(flowless::io::parse_pyconfig("x = dict(a=(1, 2))\n", "mem.py").at("x").at("a")[1].as_number() == 2);
-  PC_CHECK_ERROR(read_pyconfig(pc_write("big.py", "x = ('abc' * 1000000) * 1000000\n")), "is too large");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("nobase.py", "_base_ = 'nothere.py'\n")), "nobase.py", "'nothere.py' not found");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("big.py", "x = ('abc' * 1000000) * 1000000\n")), "is too large");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("nobase.py", "_base_ = 'nothere.py'\n")), "nobase.py", "'nothere.py' not found");
   pc_write("cyc_a.py", "_base_ = 'cyc_b.py'\n");
   pc_write("cyc_b.py", "_base_ = 'cyc_a.py'\n");
-  PC_CHECK_ERROR(read_pyconfig(pc_dir() + "/cyc_a.py"), "include each other");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_dir() + "/cyc_a.py"), "include each other");
   pc_write("dup_a.py", "model = dict(a=1)\n");
   pc_write("dup_b.py", "model = dict(b=1)\n");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("dup.py", "_base_ = ['dup_a.py', 'dup_b.py']\n")), "'model' is defined by two _base_ files");
-  PC_CHECK_ERROR(read_pyconfig(pc_write("deep.py", "x = " + std::string(300, '[') + std::string(300, ']') + "\n")),
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("dup.py", "_base_ = ['dup_a.py', 'dup_b.py']\n")), "'model' is defined by two _base_ files");
+  FLOWLESS_CHECK_ERROR(read_pyconfig(pc_write("deep.py", "x = " + std::string(300, '[') + std::string(300, ']') + "\n")),
                  "nesting deeper than 256");
 }

@@ -166,22 +166,10 @@ namespace {
 void check_assignment(const std::string& dir) {
   const DetectorConfig cfg = parse_detector_config(json::parse_file(dir + "config.json"), dir + "config.json");
   auto model = models::load_reference_detector<float>(cfg, kDir + "weights.safetensors");
-  const json::Value gt = json::parse_file(dir + "train_gt.json");
-  const int64_t Tbuf = cfg.max_seq_len, Cin = cfg.input_dim;
-  Tensor<float> x = Tensor<float>::zeros(Shape{2, Tbuf, Cin});
-  std::vector<int> lengths;
-  std::vector<models::VideoTargets> targets;
-  for (int b = 0; b < 2; ++b) {
-    io::Array a = io::load_npy(dir + "train" + std::to_string(b) + ".npy");
-    auto v = a.to_float32("train");
-    std::copy(v.begin(), v.end(), x.data() + b * Tbuf * Cin);
-    lengths.push_back(int(a.shape[0]));
-    models::VideoTargets t;
-    for (auto& sg : gt[b].at("segments").as_array()) t.segments.push_back({float(sg[0].as_number()), float(sg[1].as_number())});
-    for (auto& l : gt[b].at("labels").as_array()) t.labels.push_back(int(l.as_int()));
-    targets.push_back(t);
-  }
-  auto out = model->forward(Var<float>(x), lengths);
+  const test::TrainingBatch batch = test::load_training_batch(dir, cfg);
+  const int64_t Tbuf = cfg.max_seq_len;
+  const std::vector<models::VideoTargets>& targets = batch.targets;
+  auto out = model->forward(Var<float>(batch.x), batch.lengths);
   const PointSet pts = model->points(Tbuf);
   std::vector<std::vector<int>> valid(2);
   for (int b = 0; b < 2; ++b)
