@@ -17,6 +17,7 @@
 // BM_ParallelForHandoff measures the thread pool's own overhead per call.
 // BM_SGPBlockForward / BM_DepthwiseConvWide: TriDet's SGP block (THUMOS size);
 // BM_TridentDecodeAll / BM_TridentDecodeTop2000: its head's decoding.
+// BM_AssignCenterSampling / BM_AssignSimOTA: label assignment of one video.
 // BM_Conv1dWeightGrad counts the direct product's FLOPs (2 rows Cout Cin K)
 // also where Winograd F(3,2) does a third fewer: its GFLOP/s is nominal.
 //
@@ -38,6 +39,8 @@
 #include "flowless/ops/conv1d.hpp"
 #include "flowless/ops/layer_norm.hpp"
 #include "flowless/ops/local_attention.hpp"
+#include "flowless/train/label_assignment.hpp"
+#include "flowless/train/simota.hpp"
 #include "flowless/ops/losses.hpp"
 #include "flowless/ops/pooling.hpp"
 
@@ -445,6 +448,43 @@ void BM_FocalLoss(benchmark::State& st) {
   set_flops(st, (backward_too ? 70.0 : 30.0) * N * Cl);
 }
 BENCHMARK(BM_FocalLoss)->Arg(0)->Arg(1)->ArgName("backward")->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- label assignment of one THUMOS training video (T = 2304, 6 levels:
+// 4,536 points, 20 classes, 20 GT segments): center sampling (ActionFormer)
+// against SimOTA (TemporalMaxer), which also reads the outputs. No FLOP
+// counter: compare the times. ----
+struct AssignCase {
+  PointSet pts = make_points({2304, 1152, 576, 288, 144, 72}, {1, 2, 4, 8, 16, 32},
+                             {{0, 4}, {4, 8}, {8, 16}, {16, 32}, {32, 64}, {64, 10000}});
+  std::vector<int> valid{2000, 1000, 500, 250, 125, 63};
+  std::vector<std::array<float, 2>> segs;
+  std::vector<int> labels;
+  std::vector<float> logits, offsets;
+  AssignCase() {
+    Rng rng(30);
+    for (int g = 0; g < 20; ++g) {
+      const float a = float(rng.uniform() * 1900), len = float(2 + rng.uniform() * 150);
+      segs.push_back({a, std::min(a + len, 2000.0f)});
+      labels.push_back(int(rng.uniform() * 20) % 20);
+    }
+    Tensor<float> l = randn(Shape{pts.size(), 20}, 31), o = randn(Shape{pts.size(), 2}, 32);
+    logits.assign(l.data(), l.data() + l.numel());
+    for (int64_t i = 0; i < o.numel(); ++i) offsets.push_back(std::abs(o[i]) * 4.0f);
+  }
+};
+void BM_AssignCenterSampling(benchmark::State& st) {
+  AssignCase c;
+  for (auto _ : st) benchmark::DoNotOptimize(label_points(c.pts, c.segs, c.labels, 20, "radius", 1.5f).cls.data());
+}
+BENCHMARK(BM_AssignCenterSampling)->UseRealTime()->Unit(benchmark::kMicrosecond);
+void BM_AssignSimOTA(benchmark::State& st) {
+  AssignCase c;
+  SimOTAConfig sc;
+  for (auto _ : st)
+    benchmark::DoNotOptimize(simota_assign(c.pts, c.valid, c.logits.data(), c.offsets.data(), c.segs, c.labels, 20, sc)
+                                 .cls.data());
+}
+BENCHMARK(BM_AssignSimOTA)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // ---- runtime overhead: the thread pool's hand-off ----
 // One parallel_for of 2 trivial chunks: what an op pays for going parallel
