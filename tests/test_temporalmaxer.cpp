@@ -296,7 +296,7 @@ TEST_CASE("simota_assign: hand-made cases") {
 TEST_CASE("detector loss: a pyramid that starts at level 1 assigns labels on the input's grid") {
   // fpn_start_level 1: the heads' first level has stride 2, so the input
   // buffer is twice its length; both assigners see the same points.
-  for (const char* assigner : {"center", "simota"}) {
+  for (const std::string assigner : {"center", "simota"}) {
     CAPTURE(assigner);
     DetectorConfig c;
     c.arch = "temporalmaxer";
