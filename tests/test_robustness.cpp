@@ -707,6 +707,7 @@ TEST_CASE("train recipe: a config's optimisation settings, the originals' defaul
   refuses(R"({"opt": {"epochs": 0, "warmup_epochs": 0}})", false, "must be >= 1");
   refuses(R"({"opt": {}, "loader": {"batch_size": 0}})", false, "loader.batch_size must be an integer >= 1, got 0");
   refuses(R"({"opt": 3})", false, "'opt' must be a dict");
+  refuses(R"({"opt": {"epochs": "thirty"}})", false, "cfg.json: ");  // a wrong type names the file too
   refuses(R"({"optimizer": {"type": "SGD", "lr": 0.1}})", true, "optimizer.type 'SGD' is not supported");
   refuses(R"({"optimizer": {"type": "AdamW", "lr": 0.1}})", true, "optimizer.paramwise False");
   refuses(R"({"optimizer": {"type": "AdamW", "lr": 0.1, "paramwise": true},

@@ -143,7 +143,7 @@ struct ConfigRecipe {
   double ema_decay = 0.999;
 };
 
-inline ConfigRecipe config_recipe(const json::Value& root, bool opentad, const std::string& ctx) {
+inline ConfigRecipe config_recipe_unchecked(const json::Value& root, bool opentad, const std::string& ctx) {
   ConfigRecipe r;
   static const json::Value empty = json::Value::object();
   auto sec = [&](const json::Value& v, const char* key) -> const json::Value& {
@@ -218,6 +218,18 @@ inline ConfigRecipe config_recipe(const json::Value& root, bool opentad, const s
   r.batch_size = count("loader.batch_size", sec(root, "loader").int_or("batch_size", r.batch_size), 1);
   r.clip_grad_l2norm = sec(root, "train_cfg").number_or("clip_grad_l2norm", r.clip_grad_l2norm);
   return r;
+}
+
+/// config_recipe_unchecked, with every error (a value of the wrong type too)
+/// naming the config file.
+inline ConfigRecipe config_recipe(const json::Value& root, bool opentad, const std::string& ctx) {
+  try {
+    return config_recipe_unchecked(root, opentad, ctx);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind(ctx, 0) == 0) throw;
+    FLOWLESS_FAIL(ctx, ": ", what);
+  }
 }
 
 inline train::TrainerOptions preset_trainer(const std::string& preset) {
