@@ -231,26 +231,20 @@ inline PointTargets simota_assign(const PointSet& pts, const std::vector<int>& v
     for (size_t j = 0; j < G; ++j)
       if (matched[static_cast<size_t>(v) * G + j]) crow[labels[j]] = 1.0f;
   }
-  // Regression targets of every point (invalid points: GT 0, unused by the loss).
+  // Regression targets of every point: the cheapest GT's (left, right) / s
+  // (invalid points: GT 0, as the reference; the loss does not read them).
+  std::vector<int> gt_of(static_cast<size_t>(N), 0);
+  for (int64_t v = 0; v < Nv; ++v) gt_of[static_cast<size_t>(rows[static_cast<size_t>(v)])] = min_ind[static_cast<size_t>(v)];
   for (int l = 0; l < pts.num_levels(); ++l) {
     const PointLevel& lv = pts.levels[static_cast<size_t>(l)];
     const float s = static_cast<float>(lv.stride);
     for (int64_t k = 0; k < lv.length; ++k) {
       const int64_t i = pts.offset[static_cast<size_t>(l)] + k;
       const float t = static_cast<float>(k * lv.stride);
-      const size_t j = 0;
-      out.offsets[static_cast<size_t>(2 * i)] = (t - segments[j][0]) / s;
-      out.offsets[static_cast<size_t>(2 * i + 1)] = (segments[j][1] - t) / s;
+      const auto& g = segments[static_cast<size_t>(gt_of[static_cast<size_t>(i)])];
+      out.offsets[static_cast<size_t>(2 * i)] = (t - g[0]) / s;
+      out.offsets[static_cast<size_t>(2 * i + 1)] = (g[1] - t) / s;
     }
-  }
-  for (int64_t v = 0; v < Nv; ++v) {
-    const int64_t i = rows[static_cast<size_t>(v)];
-    const PointLevel& lv = pts.levels[static_cast<size_t>(row_level[static_cast<size_t>(v)])];
-    const float s = static_cast<float>(lv.stride);
-    const float t = pts.t(i);
-    const auto& g = segments[static_cast<size_t>(min_ind[static_cast<size_t>(v)])];
-    out.offsets[static_cast<size_t>(2 * i)] = (t - g[0]) / s;
-    out.offsets[static_cast<size_t>(2 * i + 1)] = (g[1] - t) / s;
   }
   return out;
 }
